@@ -1,0 +1,63 @@
+"""Hydra entry point: ``robustlab experiment=rpr_mnist profile=quick`` (see conf/ and README).
+
+Configuration errors and bad input end the run with one line on stderr and exit status 2, never a
+traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from robustlab.errors import RobustlabError
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+log = logging.getLogger("robustlab")
+
+
+def pipelines() -> dict:
+    from robustlab.pipelines.rpr_retrain import RPRRetrain
+
+    return {"rpr_retrain": RPRRetrain}
+
+
+def print_summary(metrics: dict) -> None:
+    from robustlab.reporting import summary_lines
+
+    for line in summary_lines(metrics):
+        print(line)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    import pytorch_lightning as pl
+
+    known = pipelines()
+    if cfg.pipeline not in known:
+        raise RobustlabError(f"unknown pipeline '{cfg.pipeline}'; choose one of {', '.join(known)} (or pick an experiment=...)")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    metrics = known[cfg.pipeline](cfg, run_dir).run()
+    print_summary(metrics)
+    log.info("results in %s", run_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _main(cfg: DictConfig) -> None:
+    try:
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except RobustlabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The paper's pipeline: train M; RPR of M on train and test; keep robust training points; sample a
+class-balanced subset; train M_R on it; RPR of M_R on test. Everything lands in the run directory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from robustlab.config import build
+from omegaconf import DictConfig, OmegaConf
+
+from robustlab import results
+from robustlab.data import Split, VisionDataModule
+from robustlab.errors import require
+from robustlab.pipelines.training import accuracy, fit_classifier
+from robustlab.robustness.perturbations import Perturbation
+from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
+from robustlab.robustness.subsets import balanced_subset
+
+log = logging.getLogger(__name__)
+
+
+def sample_points(split: Split, count: int | None, seed: int) -> Split:
+    """A seeded random subset of ``count`` points (all when None), kept in dataset order."""
+    if count is None or count >= len(split):
+        return split
+    require(count >= 1, f"rpr point counts must be >= 1 or null (all), got {count}")
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:count]
+    return split.take(order.sort().values)
+
+
+def summarise(result: RPRResult, num_classes: int) -> dict:
+    robust = result.robust
+    return {
+        "points": int(len(robust)),
+        "clean_accuracy": float(result.correct.mean()),
+        "robust_ratio": result.robust_ratio(over="all"),
+        "robust_ratio_of_correct": result.robust_ratio(over="correct"),
+        "robust_per_class": np.bincount(result.label[robust], minlength=num_classes).tolist(),
+        "median_steps_to_failure": float(np.median(result.steps[~robust & result.correct])) if (~robust & result.correct).any() else None,
+    }
+
+
+class RPRRetrain:
+    """One run of the experiment; ``cfg`` is the resolved Hydra config."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.perturbation: Perturbation = build(cfg.perturbation)
+        require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
+        self.data: VisionDataModule = build(cfg.data)
+
+    def measure(self, model, split: Split, name: str) -> RPRResult:
+        r = self.cfg.rpr
+        result = measure_rpr(
+            model, split.images, split.labels, self.perturbation, r.max_steps, seed=self.cfg.seed, indices=split.index,
+            batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block, channels_last=r.channels_last, progress=r.progress, desc=f"RPR {name}",
+        )
+        results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
+        log.info("RPR %s: robust ratio %.4f over all %d points (%.4f of correctly classified)", name,
+                 result.robust_ratio(), len(result.index), result.robust_ratio(over="correct"))
+        return result
+
+    def new_model(self):
+        return build(self.cfg.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes)
+
+    def run(self) -> dict:
+        cfg, started = self.cfg, time.perf_counter()
+        self.data.setup()  # reads the data (or fails in one line) before any training
+        self.perturbation.check_images(self.data.input_shape)
+        model = self.new_model()
+        fit_classifier(model, self.data, cfg.trainer, self.run_dir, "M")
+        test_points = sample_points(self.data.test, cfg.rpr.test_points, cfg.seed)
+        rpr_test = self.measure(model, test_points, "M_test")
+        self.save_examples(rpr_test, test_points)
+        metrics = self.metrics()
+        metrics["M"] = {"test_accuracy": accuracy(model, self.data.test), "test": summarise(rpr_test, self.data.num_classes)}
+        if cfg.rpr.retrain:
+            metrics.update(self.retrain(model, test_points))
+        metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
+        results.write_json(self.run_dir / results.METRICS, metrics)
+        return metrics
+
+    def retrain(self, model, test_points: Split) -> dict:
+        """RPR on the training set, the balanced robust subset, M_R and its RPR on the test points."""
+        cfg = self.cfg
+        rpr_train = self.measure(model, sample_points(self.data.train, cfg.rpr.train_points, cfg.seed), "M_train")
+        robust = rpr_train.robust
+        chosen, subset = balanced_subset(
+            rpr_train.index[robust], rpr_train.label[robust], self.data.num_classes,
+            cfg.rpr.balance.per_class, cfg.rpr.balance.on_shortfall, seed=cfg.seed,
+        )
+        log.info("robust subset: %s", subset)
+        model_r = self.new_model()
+        fit_classifier(model_r, self.data.with_train_index(torch.as_tensor(chosen)), cfg.trainer, self.run_dir, "M_R")
+        rpr_test_r = self.measure(model_r, test_points, "M_R_test")
+        return {
+            "M_train": summarise(rpr_train, self.data.num_classes),
+            "subset": subset,
+            "M_R": {"test_accuracy": accuracy(model_r, self.data.test), "test": summarise(rpr_test_r, self.data.num_classes)},
+        }
+
+    def metrics(self) -> dict:
+        cfg = self.cfg
+        return {
+            "experiment": "rpr_retrain",
+            "profile": cfg.profile.name,
+            "seed": cfg.seed,
+            "data": {"name": cfg.data.name, "root": str(Path(cfg.data.root).resolve()), "train_images": len(self.data.train), "test_images": len(self.data.test)},
+            "perturbation": self.perturbation.describe(),
+            "scheme": self.perturbation.name,
+            "max_steps": cfg.rpr.max_steps,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+
+    def save_examples(self, rpr: RPRResult, split: Split, count: int = 8) -> None:
+        """Images for Figures 1 and 2: robust vs not-robust correct test points, and first failures."""
+        rng = np.random.default_rng(self.cfg.seed)
+        robust = np.flatnonzero(rpr.robust)
+        fragile = np.flatnonzero(rpr.correct & ~rpr.robust)
+        robust = rng.choice(robust, size=min(count, len(robust)), replace=False)
+        fragile = rng.choice(fragile, size=min(count, len(fragile)), replace=False)
+        images = split.images[torch.as_tensor(fragile, dtype=torch.int64)]
+        steps = torch.as_tensor(rpr.first_failure[fragile])
+        perturbed = perturb_at(self.perturbation, self.cfg.seed, images, torch.as_tensor(rpr.index[fragile]), steps)
+        results.write_arrays(
+            self.run_dir / "examples_M_test.npz",
+            robust_images=split.images[torch.as_tensor(robust, dtype=torch.int64)].numpy(),
+            robust_labels=rpr.label[robust],
+            fragile_images=images.numpy(),
+            fragile_labels=rpr.label[fragile],
+            fragile_clean_pred=rpr.clean_pred[fragile],
+            fragile_perturbed=perturbed.numpy(),
+            fragile_fail_pred=rpr.fail_pred[fragile],
+            fragile_step=rpr.first_failure[fragile],
+        )

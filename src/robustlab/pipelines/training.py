@@ -1,0 +1,38 @@
+"""Train a classifier with a Lightning Trainer built from the trainer config, and score it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from robustlab.config import build
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import CSVLogger
+
+from robustlab.data import Split, VisionDataModule
+from robustlab.robustness.rpr import as_scores_fn, predict
+
+log = logging.getLogger(__name__)
+
+
+def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, name: str) -> Path:
+    """Fit ``model`` on ``data``; logs go to ``run_dir/name``; returns the checkpoint path (written atomically)."""
+    trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=CSVLogger(str(run_dir), name=name, version=""))
+    log.info("training %s on %d images for %d epochs", name, len(data.train), trainer.max_epochs)
+    trainer.fit(model, datamodule=data)
+    checkpoint = run_dir / f"{name}.ckpt"
+    partial = checkpoint.with_suffix(".ckpt.tmp")
+    trainer.save_checkpoint(str(partial))
+    os.replace(partial, checkpoint)
+    return checkpoint
+
+
+def accuracy(model, split: Split, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of any classifier (module or callable) on a split."""
+    fn, device = as_scores_fn(model)
+    with torch.inference_mode():
+        pred, _ = predict(fn, split.images.to(device), batch_size)
+    return float((pred.cpu() == split.labels).float().mean())

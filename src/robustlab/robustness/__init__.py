@@ -1,0 +1,6 @@
+"""Perturbation schemes and the RPR measure."""
+
+from robustlab.robustness.perturbations import SCHEMES, Perturbation, make_perturbation
+from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
+
+__all__ = ["SCHEMES", "Perturbation", "RPRResult", "make_perturbation", "measure_rpr", "perturb_at"]
