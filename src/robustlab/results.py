@@ -23,6 +23,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared like any file
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -31,6 +32,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _plain(value: Any) -> Any:
@@ -76,7 +83,7 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def save_rpr(path: str | Path, result: RPRResult) -> Path:
-    """Per-datapoint RPR results as CSV; MAX_STEPS goes in the file name's sidecar column."""
+    """Per-datapoint RPR results as CSV, with MAX_STEPS repeated in a column so the file stands alone."""
     columns = result.columns()
     columns["max_steps"] = np.full(len(result.index), result.max_steps)
     return write_table(path, columns)

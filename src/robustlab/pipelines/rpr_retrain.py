@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from robustlab.config import build
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
+from robustlab.models import load_classifier
 from robustlab.pipelines.training import accuracy, fit_classifier
 from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
@@ -49,16 +52,25 @@ class RPRRetrain:
 
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
+        self.timings: dict[str, float] = {}
         self.perturbation: Perturbation = build(cfg.perturbation)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         self.data: VisionDataModule = build(cfg.data)
 
+    @contextmanager
+    def timed(self, stage: str):
+        started = time.perf_counter()
+        yield
+        self.timings[stage] = round(time.perf_counter() - started, 1)
+
     def measure(self, model, split: Split, name: str) -> RPRResult:
         r = self.cfg.rpr
-        result = measure_rpr(
-            model, split.images, split.labels, self.perturbation, r.max_steps, seed=self.cfg.seed, indices=split.index,
-            batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block, channels_last=r.channels_last, progress=r.progress, desc=f"RPR {name}",
-        )
+        with self.timed(f"rpr_{name}"):
+            result = measure_rpr(
+                model, split.images, split.labels, self.perturbation, r.max_steps, seed=self.cfg.seed, indices=split.index,
+                batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block, channels_last=r.channels_last,
+                progress=r.progress, desc=f"RPR {name}",
+            )
         results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
         log.info("RPR %s: robust ratio %.4f over all %d points (%.4f of correctly classified)", name,
                  result.robust_ratio(), len(result.index), result.robust_ratio(over="correct"))
@@ -67,12 +79,25 @@ class RPRRetrain:
     def new_model(self):
         return build(self.cfg.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes)
 
+    def train(self, data: VisionDataModule, name: str):
+        model = self.new_model()
+        with self.timed(f"train_{name}"):
+            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name)
+        return model
+
+    def model_m(self):
+        """M: trained here, or loaded from ``checkpoint`` (to measure a saved model under new settings)."""
+        if self.cfg.checkpoint is None:
+            return self.train(self.data, "M")
+        model = load_classifier(get_class(self.cfg.model._target_), self.cfg.checkpoint)
+        require(tuple(model.input_shape) == self.data.input_shape, f"checkpoint {self.cfg.checkpoint} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}")
+        return model
+
     def run(self) -> dict:
         cfg, started = self.cfg, time.perf_counter()
         self.data.setup()  # reads the data (or fails in one line) before any training
         self.perturbation.check_images(self.data.input_shape)
-        model = self.new_model()
-        fit_classifier(model, self.data, cfg.trainer, self.run_dir, "M")
+        model = self.model_m()
         test_points = sample_points(self.data.test, cfg.rpr.test_points, cfg.seed)
         rpr_test = self.measure(model, test_points, "M_test")
         self.save_examples(rpr_test, test_points)
@@ -80,6 +105,7 @@ class RPRRetrain:
         metrics["M"] = {"test_accuracy": accuracy(model, self.data.test), "test": summarise(rpr_test, self.data.num_classes)}
         if cfg.rpr.retrain:
             metrics.update(self.retrain(model, test_points))
+        metrics["timings_s"] = self.timings
         metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
         results.write_json(self.run_dir / results.METRICS, metrics)
         return metrics
@@ -94,8 +120,7 @@ class RPRRetrain:
             cfg.rpr.balance.per_class, cfg.rpr.balance.on_shortfall, seed=cfg.seed,
         )
         log.info("robust subset: %s", subset)
-        model_r = self.new_model()
-        fit_classifier(model_r, self.data.with_train_index(torch.as_tensor(chosen)), cfg.trainer, self.run_dir, "M_R")
+        model_r = self.train(self.data.with_train_index(torch.as_tensor(chosen)), "M_R")
         rpr_test_r = self.measure(model_r, test_points, "M_R_test")
         return {
             "M_train": summarise(rpr_train, self.data.num_classes),
@@ -113,6 +138,7 @@ class RPRRetrain:
             "perturbation": self.perturbation.describe(),
             "scheme": self.perturbation.name,
             "max_steps": cfg.rpr.max_steps,
+            "checkpoint": cfg.checkpoint,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
 

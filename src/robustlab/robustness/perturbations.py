@@ -29,6 +29,8 @@ class Perturbation:
         require(len(shape) == 3, f"perturbation '{self.name}' expects images shaped (C, H, W), got {tuple(shape)}")
 
     def __call__(self, images: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        if len(images) == 0:  # e.g. no point failed: nothing to regenerate
+            return images.clone()
         out = self._apply(images, keys)
         return out.clamp_(0.0, 1.0)
 

@@ -72,9 +72,14 @@ class RPRResult:
         return float(robust.sum() / denominator) if denominator else float("nan")
 
     def curve(self, over: str = "all") -> tuple[np.ndarray, np.ndarray]:
-        """Robust ratio for every MAX_STEPS in 0..max_steps, from the one run."""
+        """Robust ratio for every MAX_STEPS in 0..max_steps, from the one run (one pass over the points)."""
+        require(over in ("all", "correct"), f"over must be 'all' or 'correct', got '{over}'")
         grid = np.arange(self.max_steps + 1)
-        return grid, np.array([self.robust_ratio(int(m), over) for m in grid])
+        counted = self.correct & (self.first_failure != CLEAN_WRONG)
+        failures = np.bincount(self.first_failure[counted & (self.first_failure > 0)], minlength=self.max_steps + 1)
+        robust = counted.sum() - np.cumsum(failures)  # points still unfooled after m retries
+        denominator = len(self.index) if over == "all" else int(self.correct.sum())
+        return grid, (robust / denominator if denominator else np.full(len(grid), np.nan))
 
     def columns(self) -> dict[str, np.ndarray]:
         return {

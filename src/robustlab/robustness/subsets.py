@@ -33,6 +33,7 @@ def balanced_subset(
             f"asked {per_class} robust points per class but some classes have fewer {short}; lower rpr.balance.per_class "
             "or set rpr.balance.on_shortfall=smallest",
         )
+        require(smallest >= 1, f"no robust training points in class(es) {[c for c, n in short.items() if n == 0]}; M_R cannot be balanced: train M longer or use a gentler scheme")
         taken = smallest
         log.warning("asked %d robust points per class; classes %s have fewer, so took %d per class (the smallest class)", per_class, short, taken)
     rng = np.random.default_rng(seed)

@@ -1,0 +1,225 @@
+"""The paper's pipeline end to end on a tiny MNIST folder: in-process (composed Hydra config) and
+once through the real CLI; checkpoints and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import compose_config, tiny_run_overrides
+from robustlab import results
+from robustlab.cli import run
+from robustlab.errors import RobustlabError
+from robustlab.models import SimpleCNN, load_classifier
+
+FAST = {"model.channels": "[4,8]", "model.lr": 0.01, "rpr.balance.per_class": 3}
+RPR_FILES = {"rpr_M_test.csv": 40, "rpr_M_train.csv": 100, "rpr_M_R_test.csv": 40}
+
+
+def run_pipeline(data_root: Path, run_dir: Path, **extra) -> dict:
+    cfg = compose_config(tiny_run_overrides(data_root, **{**FAST, **extra}))
+    return run(cfg, run_dir)
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_mnist_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    metrics = run_pipeline(tiny_mnist_root, run_dir)
+    return run_dir, metrics
+
+
+def leftovers(run_dir: Path) -> list[Path]:
+    return [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+
+
+def check_summary(summary: dict, points: int) -> None:
+    assert summary["points"] == points
+    for key in ("clean_accuracy", "robust_ratio", "robust_ratio_of_correct"):
+        assert 0.0 <= summary[key] <= 1.0, (key, summary[key])
+    assert summary["robust_ratio"] <= summary["clean_accuracy"] + 1e-9
+    assert len(summary["robust_per_class"]) == 10
+    assert sum(summary["robust_per_class"]) == round(summary["robust_ratio"] * points)
+    steps = summary["median_steps_to_failure"]
+    assert steps is None or 1 <= steps <= 5
+
+
+def test_metrics_file_has_every_section_with_values_in_range(full_run):
+    run_dir, metrics = full_run
+    on_disk = json.loads((run_dir / results.METRICS).read_text())
+    assert on_disk == json.loads(json.dumps(metrics))  # what run() returns is what it wrote
+    for key in ("experiment", "profile", "seed", "data", "perturbation", "scheme", "max_steps", "config", "M", "M_train", "subset", "M_R", "wall_time_s"):
+        assert key in on_disk, key
+    assert on_disk["experiment"] == "rpr_retrain"
+    assert on_disk["scheme"] == "pixels" and on_disk["perturbation"].startswith("pixels")
+    assert on_disk["max_steps"] == 5 and on_disk["seed"] == 0
+    assert on_disk["data"]["name"] == "mnist"
+    assert on_disk["data"]["train_images"] == 200 and on_disk["data"]["test_images"] == 100
+    assert on_disk["config"]["rpr"]["max_steps"] == 5  # resolved, not "${profile.max_steps}"
+    check_summary(on_disk["M"]["test"], 40)
+    check_summary(on_disk["M_train"], 100)
+    check_summary(on_disk["M_R"]["test"], 40)
+    assert on_disk["M"]["test_accuracy"] > 0.5  # learnable tiny data: far above the 0.1 of chance
+    assert 0.0 <= on_disk["M_R"]["test_accuracy"] <= 1.0
+    subset = on_disk["subset"]
+    assert subset["per_class_asked"] == 3
+    assert subset["subset_size"] == 10 * subset["per_class_taken"]
+    assert on_disk["wall_time_s"] >= 0
+
+
+def test_per_datapoint_files_one_row_per_point(full_run, tiny_mnist_root):
+    run_dir, metrics = full_run
+    loaded = {}
+    for name, rows in RPR_FILES.items():
+        path = run_dir / name
+        assert path.is_file(), name
+        result = results.load_rpr(path)
+        loaded[name] = result
+        assert len(result.index) == rows
+        assert len(set(result.index.tolist())) == rows
+        assert result.max_steps == 5
+        assert ((result.first_failure >= -1) & (result.first_failure <= 5)).all()
+    test_m, train_m, test_r = loaded["rpr_M_test.csv"], loaded["rpr_M_train.csv"], loaded["rpr_M_R_test.csv"]
+    np.testing.assert_array_equal(test_m.index, test_r.index)  # M and M_R measured on the same test points
+    np.testing.assert_array_equal(test_m.label, test_r.label)
+    assert test_m.index.max() < 100 and train_m.index.max() < 300
+    # labels in the CSV are the points' true labels in the files
+    from robustlab.data import load_split
+
+    _, test_labels = load_split("mnist", tiny_mnist_root, train=False, download=False)
+    np.testing.assert_array_equal(test_m.label, test_labels.numpy()[test_m.index])
+    # the summaries in metrics.json are those of the files
+    assert metrics["M"]["test"]["robust_ratio"] == pytest.approx(test_m.robust_ratio())
+    assert metrics["M_train"]["robust_ratio"] == pytest.approx(train_m.robust_ratio())
+    assert metrics["M_R"]["test"]["robust_ratio"] == pytest.approx(test_r.robust_ratio())
+    robust_train = np.bincount(train_m.label[train_m.robust], minlength=10)
+    assert {int(k): v for k, v in metrics["subset"]["available_per_class"].items()} == dict(enumerate(robust_train.tolist()))
+
+
+def test_checkpoints_written_atomically_and_loadable(full_run, tiny_mnist_root):
+    run_dir, metrics = full_run
+    assert (run_dir / "M.ckpt").is_file() and (run_dir / "M_R.ckpt").is_file()
+    assert leftovers(run_dir) == []
+    assert not list(run_dir.glob(".*.tmp"))
+    from robustlab.data import Split, load_split
+    from robustlab.pipelines.training import accuracy
+
+    images, labels = load_split("mnist", tiny_mnist_root, train=False, download=False)
+    test = Split(images, labels, torch.arange(len(labels)))
+    model = load_classifier(SimpleCNN, run_dir / "M.ckpt")
+    assert not model.training
+    assert accuracy(model, test) == pytest.approx(metrics["M"]["test_accuracy"])
+    model_r = load_classifier(SimpleCNN, run_dir / "M_R.ckpt")
+    assert accuracy(model_r, test) == pytest.approx(metrics["M_R"]["test_accuracy"])
+
+
+def test_examples_for_the_figures(full_run):
+    run_dir, _ = full_run
+    arrays = results.read_arrays(run_dir / "examples_M_test.npz")
+    for key in ("robust_images", "robust_labels", "fragile_images", "fragile_perturbed", "fragile_step", "fragile_fail_pred"):
+        assert key in arrays
+    assert len(arrays["fragile_images"]) == len(arrays["fragile_perturbed"]) == len(arrays["fragile_step"])
+    assert arrays["robust_images"].shape[1:] == (1, 28, 28)
+
+
+def test_same_seed_gives_identical_results(full_run, tiny_mnist_root, tmp_path):
+    run_dir, metrics = full_run
+    again = run_pipeline(tiny_mnist_root, tmp_path / "again")
+    for name in RPR_FILES:
+        assert (tmp_path / "again" / name).read_bytes() == (run_dir / name).read_bytes(), name
+    assert again["M"]["test_accuracy"] == metrics["M"]["test_accuracy"]
+    assert again["M_R"]["test_accuracy"] == metrics["M_R"]["test_accuracy"]
+    assert json.loads(json.dumps(again["subset"])) == json.loads(json.dumps(metrics["subset"]))
+
+
+def test_retrain_false_stops_after_rpr_of_m(tiny_mnist_root, tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = run_pipeline(tiny_mnist_root, run_dir, **{"rpr.retrain": "false", "seed": 1})
+    assert "M" in metrics and "M_R" not in metrics and "M_train" not in metrics and "subset" not in metrics
+    assert (run_dir / "M.ckpt").is_file() and not (run_dir / "M_R.ckpt").exists()
+    assert (run_dir / "rpr_M_test.csv").is_file()
+    assert not (run_dir / "rpr_M_train.csv").exists() and not (run_dir / "rpr_M_R_test.csv").exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["seed"] == 1
+    check_summary(metrics["M"]["test"], 40)
+    assert leftovers(run_dir) == []
+
+
+def test_saved_checkpoint_measured_again_gives_the_same_rpr(full_run, tiny_mnist_root, tmp_path):
+    run_dir, _ = full_run
+    metrics = run_pipeline(tiny_mnist_root, tmp_path / "remeasure", **{"rpr.retrain": "false", "checkpoint": str(run_dir / "M.ckpt")})
+    assert (tmp_path / "remeasure" / "rpr_M_test.csv").read_bytes() == (run_dir / "rpr_M_test.csv").read_bytes()
+    assert not (tmp_path / "remeasure" / "M.ckpt").exists()  # nothing trained
+    assert metrics["M"]["test"]["points"] == 40
+
+
+def test_perturbation_that_never_fools_the_model(tiny_mnist_root, tmp_path):
+    """sigma=0 changes nothing: every correctly classified point is robust (and no fragile example exists)."""
+    metrics = run_pipeline(tiny_mnist_root, tmp_path / "run", **{"perturbation": "gaussian", "perturbation.sigma": 0.0, "rpr.retrain": "false"})
+    test = metrics["M"]["test"]
+    assert test["robust_ratio"] == pytest.approx(test["clean_accuracy"])
+    assert test["median_steps_to_failure"] is None
+    assert metrics["scheme"] == "gaussian"
+
+
+def test_pipeline_errors_are_one_line(tiny_mnist_root, tmp_path):
+    with pytest.raises(RobustlabError, match=r"checkpoint not found: .*nothing\.ckpt"):
+        run_pipeline(tiny_mnist_root, tmp_path / "a", **{"rpr.retrain": "false", "checkpoint": str(tmp_path / "nothing.ckpt")})
+    with pytest.raises(RobustlabError, match=r"perturbation\.k=785 is larger than the 784 pixels"):
+        run_pipeline(tiny_mnist_root, tmp_path / "b", **{"perturbation.k": 785})
+    with pytest.raises(RobustlabError, match=r"rpr\.max_steps must be a positive integer, got 0"):
+        run_pipeline(tiny_mnist_root, tmp_path / "c", **{"profile.max_steps": 0})
+    with pytest.raises(RobustlabError, match=r"asked 50 robust points per class but some classes have fewer"):
+        run_pipeline(tiny_mnist_root, tmp_path / "d", **{"rpr.balance.per_class": 50, "rpr.balance.on_shortfall": "error"})
+    assert not (tmp_path / "b").exists() or not list((tmp_path / "b").glob("*.ckpt"))  # failed before training
+
+
+def test_real_cli_in_a_subprocess(tiny_mnist_root, tmp_path):
+    run_dir = tmp_path / "cli_run"
+    overrides = tiny_run_overrides(tiny_mnist_root, **{**FAST, "profile.rpr_train_points": 60, "profile.rpr_test_points": 20})
+    env = {**os.environ, "ROBUSTLAB_OUTPUT": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustlab.cli", *overrides, f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["M"]["test"]["points"] == 20 and metrics["M_train"]["points"] == 60
+    assert (run_dir / ".hydra" / "config.yaml").is_file()  # Hydra recorded the composed config
+    assert (run_dir / "M.ckpt").is_file() and (run_dir / "M_R.ckpt").is_file()
+    assert "== rpr_retrain" in proc.stdout and "MAX_STEPS=5" in proc.stdout  # the summary table
+    assert leftovers(run_dir) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint errors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_load_classifier_missing_file(tmp_path):
+    with pytest.raises(RobustlabError, match=r"checkpoint not found: .*missing\.ckpt; train the model first") as error:
+        load_classifier(SimpleCNN, tmp_path / "missing.ckpt")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01garbage bytes\xff" * 10, b"", b"PK\x03\x04 not really a zip"])
+def test_load_classifier_corrupt_file(tmp_path, content):
+    path = tmp_path / "broken.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(RobustlabError, match=r"checkpoint .*broken\.ckpt is corrupt or not a SimpleCNN checkpoint \(") as error:
+        load_classifier(SimpleCNN, path)
+    assert "\n" not in str(error.value)
+
+
+def test_load_classifier_of_a_non_checkpoint_torch_file(tmp_path):
+    path = tmp_path / "tensor.ckpt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(RobustlabError, match=r"is corrupt or not a SimpleCNN checkpoint") as error:
+        load_classifier(SimpleCNN, path)
+    assert "\n" not in str(error.value)
