@@ -20,8 +20,15 @@ SWEEP          = perturbation=pixels,gaussian,salt_pepper seed=0,1,2
 SWEEP_paper    = rpr.test_points=2000
 READINGS       = perturbation.count=uniform,exact perturbation.value=uniform,binary
 READINGS_paper = rpr.test_points=2000
+# The blog's four linear models (shared/seeds/002), three seeds each.
+LINEAR         = model.epsilon=0,0.1,0.2,0.3 seed=0,1,2
 
-.PHONY: test reproduce figures benchmark check-profile clean-venv
+.PHONY: test reproduce figures benchmark check-profile clean-venv data-fashion-mnist
+
+# Fashion-MNIST from Debian's package dataset-fashion-mnist (no internet needed), unpacked into
+# torchvision's layout under DATA_ROOT.
+DATA_ROOT ?= $(or $(ROBUSTLAB_DATA),data)
+DEBIAN_FASHION := /usr/share/datasets/fashion-mnist
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || \
@@ -39,19 +46,28 @@ check-profile:
 
 reproduce: check-profile $(STAMP)
 	$(ROBUSTLAB) experiment=rpr_mnist profile=$(PROFILE) hydra.run.dir=$(RUN_DIR)/rpr_mnist
-	rm -rf $(RUN_DIR)/rpr_sweep $(RUN_DIR)/rpr_readings
+	rm -rf $(RUN_DIR)/rpr_sweep $(RUN_DIR)/rpr_readings $(RUN_DIR)/linear_robust
 	$(ROBUSTLAB) -m experiment=rpr_sweep profile=$(PROFILE) $(SWEEP) $(SWEEP_$(PROFILE)) hydra.sweep.dir=$(RUN_DIR)/rpr_sweep
 	$(ROBUSTLAB) -m experiment=rpr_sweep profile=$(PROFILE) checkpoint=$(RUN_DIR)/rpr_mnist/M.ckpt \
 		$(READINGS) $(READINGS_$(PROFILE)) hydra.sweep.dir=$(RUN_DIR)/rpr_readings
+	$(ROBUSTLAB) -m experiment=linear_robust profile=$(PROFILE) $(LINEAR) hydra.sweep.dir=$(RUN_DIR)/linear_robust
+	$(ROBUSTLAB) experiment=cnn_attack profile=$(PROFILE) checkpoints.M=$(RUN_DIR)/rpr_mnist/M.ckpt \
+		checkpoints.M_R=$(RUN_DIR)/rpr_mnist/M_R.ckpt hydra.run.dir=$(RUN_DIR)/cnn_attack
 	$(MAKE) --no-print-directory figures PROFILE=$(PROFILE)
 
 figures: check-profile $(STAMP)
 	$(PLOT) rpr --run $(RUN_DIR)/rpr_mnist --out $(FIG_DIR)
 	$(PLOT) sweep --multirun $(RUN_DIR)/rpr_sweep --out $(FIG_DIR) --name sweep_schemes
 	$(PLOT) sweep --multirun $(RUN_DIR)/rpr_readings --out $(FIG_DIR) --name pixel_readings
+	$(PLOT) linear --multirun $(RUN_DIR)/linear_robust --out $(FIG_DIR)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/rpr_throughput.py
+
+data-fashion-mnist:
+	@test -d $(DEBIAN_FASHION) || { echo "error: $(DEBIAN_FASHION) not found; run 'apt-get install dataset-fashion-mnist' first"; exit 2; }
+	mkdir -p $(DATA_ROOT)/FashionMNIST/raw
+	for f in $(DEBIAN_FASHION)/*-ubyte.gz; do gunzip -c $$f > $(DATA_ROOT)/FashionMNIST/raw/$$(basename $$f .gz); done
 
 clean-venv:
 	rm -rf $(VENV)

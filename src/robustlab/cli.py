@@ -30,10 +30,9 @@ def pipeline_class(path: str) -> type:
         raise RobustlabError(f"unknown pipeline '{path}'; set pipeline to a class path or pick an experiment=... preset") from None
 
 
-def print_summary(metrics: dict) -> None:
-    from robustlab.reporting import summary_lines
-
-    for line in summary_lines(metrics):
+def print_summary(pipeline: type, metrics: dict) -> None:
+    """Each pipeline says what to print at the end (its claims beside the run's numbers)."""
+    for line in pipeline.summary_lines(metrics):
         print(line)
 
 
@@ -43,7 +42,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     pipeline = pipeline_class(cfg.pipeline)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     metrics = pipeline(cfg, run_dir).run()
-    print_summary(metrics)
+    print_summary(pipeline, metrics)
     log.info("results in %s", run_dir)
     return metrics
 

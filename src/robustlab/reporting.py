@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,12 @@ def load_claims(path: Path = CLAIMS) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def experiment_claims(experiment: str, claims: dict | None = None) -> dict:
+    claims = load_claims() if claims is None else claims
+    require(experiment in claims, f"no claims listed for experiment '{experiment}' in {CLAIMS}")
+    return claims[experiment]
+
+
 def lookup(metrics: dict, key: str):
     """``'M.test.robust_ratio'`` -> metrics['M']['test']['robust_ratio']; one line if absent."""
     node = metrics
@@ -25,36 +32,44 @@ def lookup(metrics: dict, key: str):
     return node
 
 
+def measured(metrics: dict, key: str):
+    """The metric, or None when the run did not produce it (e.g. a run without retraining)."""
+    try:
+        return lookup(metrics, key)
+    except RobustlabError:
+        return None
+
+
+def applies(claim: dict, metrics: dict) -> bool:
+    """A claim's ``when: {metric key: value}`` holds for this run (numbers compared to 1e-9).
+
+    One run of a sweep (one model of the blog's four, say) answers only the claims about it.
+    """
+    for key, wanted in (claim.get("when") or {}).items():
+        value = measured(metrics, key)
+        if value is None or not math.isclose(float(value), float(wanted), abs_tol=1e-9):
+            return False
+    return True
+
+
 def comparison(metrics: dict, claims: dict | None = None, missing_ok: bool = False) -> list[dict]:
-    """One row per claim of the run's experiment; ``missing_ok`` leaves unmeasured ones as None."""
-    claims = load_claims() if claims is None else claims
-    experiment = metrics["experiment"]
-    require(experiment in claims, f"no claims listed for experiment '{experiment}' in {CLAIMS}")
+    """One row per claim that applies to the run; ``missing_ok`` leaves unmeasured ones as None."""
     rows = []
-    for c in claims[experiment]["claims"]:
-        try:
-            value = lookup(metrics, c["key"])
-        except RobustlabError:
-            if not missing_ok:
-                raise
-            value = None
+    for c in experiment_claims(metrics["experiment"], claims)["claims"]:
+        if not applies(c, metrics):
+            continue
+        value = measured(metrics, c["key"]) if missing_ok else lookup(metrics, c["key"])
         rows.append({"claim": c["what"], "key": c["key"], "claimed": c["value"], "reproduced": value, "where": c["where"]})
     return rows
 
 
-def summary_lines(metrics: dict) -> list[str]:
+def claims_table(metrics: dict, header: str, source: str = "paper") -> list[str]:
+    """The run's header line, the source's protocol, then claimed vs this run, one line per claim."""
     rows = comparison(metrics, missing_ok=True)
-    claims = load_claims()[metrics["experiment"]]
-    width = max(len(r["claim"]) for r in rows)
-    lines = [
-        f"== {metrics['experiment']} | profile={metrics['profile']} seed={metrics['seed']} | data: {metrics['data']['name']} "
-        f"({metrics['data']['train_images']} train / {metrics['data']['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}",
-        f"   paper protocol: {claims['protocol']}",
-        f"   {'claim':<{width}}  {'paper':>8}  {'this run':>8}  where",
-    ]
+    width = max([len(r["claim"]) for r in rows] + [5])
     shown = lambda v: "not run" if v is None else f"{v:.4f}"  # noqa: E731
-    lines += [f"   {r['claim']:<{width}}  {r['claimed']:>8.4f}  {shown(r['reproduced']):>8}  {r['where']}" for r in rows]
-    subset = metrics.get("subset")
-    if subset:
-        lines.append(f"   M_R trained on {subset['subset_size']} robust images ({subset['per_class_taken']} per class; asked {subset['per_class_asked']}: {subset['shortfall']})")
-    return lines
+    return [
+        f"== {header}",
+        f"   {source} protocol: {experiment_claims(metrics['experiment'])['protocol']}",
+        f"   {'claim':<{width}}  {source:>8}  {'this run':>8}  where",
+    ] + [f"   {r['claim']:<{width}}  {r['claimed']:>8.4f}  {shown(r['reproduced']):>8}  {r['where']}" for r in rows]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,8 @@ from robustlab import results
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
 from robustlab.models import load_classifier
-from robustlab.pipelines.training import accuracy, fit_classifier
+from robustlab.pipelines.training import accuracy, fit_classifier, timed
+from robustlab.reporting import claims_table
 from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
 from robustlab.robustness.subsets import balanced_subset
@@ -57,15 +57,9 @@ class RPRRetrain:
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         self.data: VisionDataModule = build(cfg.data)
 
-    @contextmanager
-    def timed(self, stage: str):
-        started = time.perf_counter()
-        yield
-        self.timings[stage] = round(time.perf_counter() - started, 1)
-
     def measure(self, model, split: Split, name: str) -> RPRResult:
         r = self.cfg.rpr
-        with self.timed(f"rpr_{name}"):
+        with timed(self.timings, f"rpr_{name}"):
             result = measure_rpr(
                 model, split.images, split.labels, self.perturbation, r.max_steps, seed=self.cfg.seed, indices=split.index,
                 batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block, channels_last=r.channels_last,
@@ -81,7 +75,7 @@ class RPRRetrain:
 
     def train(self, data: VisionDataModule, name: str):
         model = self.new_model()
-        with self.timed(f"train_{name}"):
+        with timed(self.timings, f"train_{name}"):
             fit_classifier(model, data, self.cfg.trainer, self.run_dir, name)
         return model
 
@@ -141,6 +135,19 @@ class RPRRetrain:
             "checkpoint": cfg.checkpoint,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
+
+    @staticmethod
+    def summary_lines(metrics: dict) -> list[str]:
+        """What the CLI prints after a run: the paper's claims beside this run's numbers."""
+        d = metrics["data"]
+        header = (f"{metrics['experiment']} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
+                  f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}")
+        lines = claims_table(metrics, header)
+        subset = metrics.get("subset")
+        if subset:
+            lines.append(f"   M_R trained on {subset['subset_size']} robust images ({subset['per_class_taken']} per class; "
+                         f"asked {subset['per_class_asked']}: {subset['shortfall']})")
+        return lines
 
     def save_examples(self, rpr: RPRResult, split: Split, count: int = 8) -> None:
         """Images for Figures 1 and 2: robust vs not-robust correct test points, and first failures."""

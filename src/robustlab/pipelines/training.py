@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,6 +18,14 @@ from robustlab.data import Split, VisionDataModule
 from robustlab.robustness.rpr import as_scores_fn, predict
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def timed(timings: dict, stage: str):
+    """Record the wall time of a pipeline stage (seconds) into ``timings[stage]``."""
+    started = time.perf_counter()
+    yield
+    timings[stage] = round(time.perf_counter() - started, 1)
 
 
 def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, name: str) -> Path:

@@ -2,6 +2,7 @@
 
   robustlab-plot rpr   --run RUN_DIR           --out OUT_DIR
   robustlab-plot sweep --multirun MULTIRUN_DIR --out OUT_DIR [--name NAME]
+  robustlab-plot linear --multirun MULTIRUN_DIR --out OUT_DIR
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 """
@@ -25,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--multirun", required=True, type=Path, help="Hydra multirun folder (one job folder per run)")
     sweep.add_argument("--out", required=True, type=Path, help="folder for the figure and its CSV")
     sweep.add_argument("--name", default="sweep_robust_ratio", help="file name stem (default: %(default)s)")
+    linear = sub.add_parser("linear", help="the blog's table and figures (shared/seeds/002) from a multirun of experiment=linear_robust")
+    linear.add_argument("--multirun", required=True, type=Path, help="Hydra multirun folder of experiment=linear_robust (or one run folder)")
+    linear.add_argument("--out", required=True, type=Path, help="folder for linear_table.{csv,tex} and the PNG and PDF files")
     return p
 
 
@@ -34,6 +38,10 @@ def run(args: argparse.Namespace) -> list[Path]:
         from robustlab.plotting.rpr import plot_run
 
         return plot_run(args.run, args.out)
+    if args.command == "linear":
+        from robustlab.plotting.linear import plot_linear
+
+        return plot_linear(args.multirun, args.out)
     from robustlab.plotting.sweep import plot_sweep
 
     return plot_sweep(args.multirun, args.out, args.name)

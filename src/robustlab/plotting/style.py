@@ -40,32 +40,34 @@ def themed(draw: Callable) -> Callable:
     return wrapper
 
 
-def _distinct(values: Iterable) -> list:
+def distinct(values: Iterable) -> list:
     number = lambda v: isinstance(v, (int, float))  # noqa: E731  (so 50 sorts before 100)
     return sorted(set(values), key=lambda v: (not number(v), v if number(v) else 0, str(v)))
 
 
-def _joined(values: Iterable) -> str:
-    return "/".join(str(v) for v in _distinct(values))
+def joined(values: Iterable) -> str:
+    return "/".join(str(v) for v in distinct(values))
+
+
+def provenance(runs: Sequence[dict], parts: list[str], quick_note: str = "subset run, not paper-scale") -> str:
+    """Footer line: the profile(s) first, then ``parts``, then the seed(s).
+
+    Quick-profile figures say so prominently: their numbers check the machinery, not the source.
+    """
+    profiles = distinct(r.get("profile", "?") for r in runs)
+    profile = " + ".join(f"{p} profile" + (f" ({quick_note})" if p == "quick" else "") for p in profiles)
+    seeds = distinct(r.get("seed", "?") for r in runs)
+    return " · ".join([profile, *parts, ("seed " if len(seeds) == 1 else "seeds ") + joined(seeds)])
 
 
 def footer(runs: dict | Sequence[dict]) -> str:
-    """Provenance line from one run's metrics (or several): profile, data, scheme, MAX_STEPS, seeds.
-
-    Quick-profile figures say so prominently: their numbers check the machinery, not the paper.
-    """
+    """Provenance of RPR figures from one run's metrics (or several): data, scheme, MAX_STEPS."""
     runs = [runs] if isinstance(runs, dict) else list(runs)
-    profiles = _distinct(r.get("profile", "?") for r in runs)
-    profile = " + ".join(f"{p} profile" + (" (subset run, not paper-scale)" if p == "quick" else "") for p in profiles)
-    data = _joined(f"{r['data']['name']}, {r['data']['train_images']} train images" for r in runs)
-    points = _joined(r["M"]["test"]["points"] for r in runs if "M" in r)
-    schemes = _distinct(r.get("perturbation", "?") for r in runs)
+    data = joined(f"{r['data']['name']}, {r['data']['train_images']} train images" for r in runs)
+    points = joined(r["M"]["test"]["points"] for r in runs if "M" in r)
+    schemes = distinct(r.get("perturbation", "?") for r in runs)
     scheme = schemes[0] if len(schemes) == 1 else f"{len(schemes)} perturbation settings"
-    seeds = _distinct(r.get("seed", "?") for r in runs)
-    parts = [profile, f"{data}, RPR on {points} test points", scheme,
-             f"MAX_STEPS={_joined(r.get('max_steps', '?') for r in runs)}",
-             ("seed " if len(seeds) == 1 else "seeds ") + _joined(seeds)]
-    return " · ".join(parts)
+    return provenance(runs, [f"{data}, RPR on {points} test points", scheme, f"MAX_STEPS={joined(r.get('max_steps', '?') for r in runs)}"])
 
 
 def finish(fig: plt.Figure, title: str, footer_text: str) -> None:
