@@ -159,6 +159,15 @@ def _few_threads():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _outputs_in_tmp(tmp_path_factory):
+    """Runs, multiruns and the model cache of every test (and of the CLI subprocesses they start,
+    which inherit the environment) go to a temporary folder, never into the repository."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ROBUSTLAB_OUTPUT", str(tmp_path_factory.mktemp("outputs")))
+        yield
+
+
 def compose_config(overrides: list[str]):
     """The root Hydra config composed in-process (no working-dir change, no run folder)."""
     from hydra import compose, initialize_config_dir

@@ -223,3 +223,23 @@ def test_load_classifier_of_a_non_checkpoint_torch_file(tmp_path):
     with pytest.raises(RobustlabError, match=r"is corrupt or not a SimpleCNN checkpoint") as error:
         load_classifier(SimpleCNN, path)
     assert "\n" not in str(error.value)
+
+
+def test_model_cache_reuses_m_for_the_same_config_and_gives_identical_results(tiny_mnist_root, tmp_path):
+    """A sweep over schemes trains M once per seed: the second run loads the cached M, measures the
+    same numbers, and says where M came from; another seed trains its own M."""
+    import pytorch_lightning as pl
+
+    from robustlab.cli import run
+
+    overrides = tiny_run_overrides(tiny_mnist_root, **{"rpr.retrain": "false", "model_cache": str(tmp_path / "cache")})
+    runs = []
+    for name, extra in (("first", []), ("again", []), ("seed1", ["seed=1"])):
+        pl.seed_everything(0, verbose=False)
+        runs.append(run(compose_config(overrides + extra), tmp_path / name))
+    first, again, seed1 = runs
+    assert first["M_source"] == "trained in this run" and again["M_source"].startswith(str(tmp_path / "cache"))
+    assert seed1["M_source"] == "trained in this run"
+    assert (tmp_path / "again" / "M.ckpt").read_bytes() == (tmp_path / "first" / "M.ckpt").read_bytes()
+    assert (tmp_path / "again" / "rpr_M_test.csv").read_text() == (tmp_path / "first" / "rpr_M_test.csv").read_text()
+    assert "train_M" not in again["timings_s"] and len(list((tmp_path / "cache").glob("M-*.ckpt"))) == 2

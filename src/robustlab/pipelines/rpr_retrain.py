@@ -3,17 +3,19 @@ class-balanced subset; train M_R on it; RPR of M_R on test. Everything lands in 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from robustlab.config import build
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
+from robustlab.config import build
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
 from robustlab.models import load_classifier
@@ -47,12 +49,27 @@ def summarise(result: RPRResult, num_classes: int) -> dict:
     }
 
 
+def model_cache_path(cfg: DictConfig) -> Path | None:
+    """Where M trained under this exact data/model/trainer config and seed is cached (None: no cache).
+
+    Training is deterministic on CPU, so a cached M is the M this run would train.
+    """
+    if not cfg.get("model_cache"):
+        return None
+    key = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("data", "model", "trainer")}
+    key["data"]["root"] = str(Path(key["data"]["root"]).resolve())
+    key["seed"] = cfg.seed
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(cfg.model_cache) / f"M-{digest}.ckpt"
+
+
 class RPRRetrain:
     """One run of the experiment; ``cfg`` is the resolved Hydra config."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
         self.timings: dict[str, float] = {}
+        self.m_source = "trained in this run"
         self.perturbation: Perturbation = build(cfg.perturbation)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         self.data: VisionDataModule = build(cfg.data)
@@ -80,11 +97,21 @@ class RPRRetrain:
         return model
 
     def model_m(self):
-        """M: trained here, or loaded from ``checkpoint`` (to measure a saved model under new settings)."""
-        if self.cfg.checkpoint is None:
-            return self.train(self.data, "M")
-        model = load_classifier(get_class(self.cfg.model._target_), self.cfg.checkpoint)
-        require(tuple(model.input_shape) == self.data.input_shape, f"checkpoint {self.cfg.checkpoint} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}")
+        """M: loaded from ``checkpoint``, or from the model cache when an identical config trained it
+        before (sweeps over schemes and MAX_STEPS then train M once per seed), or trained here."""
+        cached = model_cache_path(self.cfg)
+        source = self.cfg.checkpoint or (cached if cached and cached.is_file() else None)
+        if source is None:
+            model = self.train(self.data, "M")
+            if cached:
+                results.atomic_write_bytes(cached, (self.run_dir / "M.ckpt").read_bytes())
+            return model
+        log.info("M loaded from %s (no training)", source)
+        self.m_source = str(source)
+        if source == cached:  # keep the run directory self-contained
+            results.atomic_write_bytes(self.run_dir / "M.ckpt", cached.read_bytes())
+        model = load_classifier(get_class(self.cfg.model._target_), source)
+        require(tuple(model.input_shape) == self.data.input_shape, f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}")
         return model
 
     def run(self) -> dict:
@@ -133,6 +160,7 @@ class RPRRetrain:
             "scheme": self.perturbation.name,
             "max_steps": cfg.rpr.max_steps,
             "checkpoint": cfg.checkpoint,
+            "M_source": self.m_source,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
 
