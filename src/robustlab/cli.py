@@ -36,10 +36,23 @@ def print_summary(pipeline: type, metrics: dict) -> None:
         print(line)
 
 
+def set_threads(threads: int | None) -> None:
+    """CPU threads for torch. On a CPU shared with other busy processes, 1 avoids OpenMP threads
+    spinning against each other (measured there: 10x slower RPR with 2 threads than expected)."""
+    import torch
+
+    if threads is None:
+        return
+    if not (isinstance(threads, int) and threads >= 1):
+        raise RobustlabError(f"threads must be a positive integer or null (torch's default), got {threads}")
+    torch.set_num_threads(threads)
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     import pytorch_lightning as pl
 
     pipeline = pipeline_class(cfg.pipeline)
+    set_threads(cfg.get("threads"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     metrics = pipeline(cfg, run_dir).run()
     print_summary(pipeline, metrics)
