@@ -13,7 +13,8 @@ from robustlab.errors import RobustlabError
 
 
 class ImageClassifier(pl.LightningModule):
-    """Subclasses build ``self.net`` mapping (N, C, H, W) images in [0, 1] to class logits."""
+    """Subclasses build ``self.net`` mapping (N, C, H, W) images in [0, 1] to class logits, or
+    override ``forward``, ``loss`` and ``correct`` for other kinds of scores (e.g. one binary score)."""
 
     net: nn.Module
 
@@ -24,12 +25,18 @@ class ImageClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def loss(self, scores: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
+        return F.cross_entropy(scores, y)
+
+    def correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return scores.argmax(1) == y
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        scores = self(x)
+        loss = self.loss(scores, y, stage)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train", on_epoch=True, on_step=stage == "train")
-        self.log(f"{stage}/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, on_epoch=True, on_step=False)
+        self.log(f"{stage}/acc", self.correct(scores, y).float().mean(), prog_bar=True, on_epoch=True, on_step=False)
         return loss
 
     def training_step(self, batch, batch_idx):

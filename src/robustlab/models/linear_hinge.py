@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from robustlab.errors import require
+from robustlab.models.classifier import ImageClassifier
 
 REDUCTIONS = ("mean", "sum")
 
@@ -49,20 +49,19 @@ def binary_correct(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.sign(scores) == y.to(scores.dtype)
 
 
-class LinearHinge(pl.LightningModule):
+class LinearHinge(ImageClassifier):
     """One weight vector ``w`` and a bias ``b``; ``forward`` returns the scores f(x), shape (N,)."""
 
     def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), epsilon: float = 0.0, lr: float | None = None,
                  reduction: str | None = None):
-        super().__init__()
         require(isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon >= 0,
                 f"model.epsilon must be a number >= 0 (0: regular hinge, > 0: robust hinge), got {epsilon}")
         require(lr is None or (isinstance(lr, (int, float)) and lr > 0), f"model.lr must be > 0 or null (the blog's), got {lr}")
         require(reduction is None or reduction in REDUCTIONS, f"model.reduction must be mean, sum or null (the blog's), got {reduction}")
-        self.save_hyperparameters()
         default_lr, default_reduction = blog_defaults(epsilon)
-        self.input_shape, self.epsilon = tuple(input_shape), float(epsilon)
-        self.lr = float(default_lr if lr is None else lr)
+        super().__init__(input_shape, num_classes=2, lr=float(default_lr if lr is None else lr))
+        self.save_hyperparameters()
+        self.epsilon = float(epsilon)
         self.reduction = reduction or default_reduction
         dim = math.prod(self.input_shape)
         limit = math.sqrt(6.0 / (dim + 1))  # Keras Dense: glorot_uniform kernel (fan_in 784, fan_out 1), zero bias
@@ -72,25 +71,13 @@ class LinearHinge(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1) @ self.w + self.b
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch
-        scores = self(x)
+    def loss(self, scores: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
         if stage == "train":
-            loss = robust_hinge_loss(scores, y, self.w, self.epsilon, self.reduction)
-        else:  # the blog's test loss: Keras Hinge, a mean without the eps term
-            loss = hinge(y.to(scores.dtype) * scores).mean()
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "train", on_epoch=True, on_step=stage == "train")
-        self.log(f"{stage}/acc", binary_correct(scores, y).float().mean(), prog_bar=True, on_epoch=True, on_step=False)
-        return loss
+            return robust_hinge_loss(scores, y, self.w, self.epsilon, self.reduction)
+        return hinge(y.to(scores.dtype) * scores).mean()  # the blog's test loss: Keras Hinge, a mean without the eps term
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+    def correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return binary_correct(scores, y)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr)  # plain SGD, no momentum, as the blog's Keras SGD

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from robustlab.config import build
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from robustlab.data import Split, VisionDataModule
 from robustlab.robustness.rpr import as_scores_fn, predict
@@ -28,9 +28,14 @@ def timed(timings: dict, stage: str):
     timings[stage] = round(time.perf_counter() - started, 1)
 
 
-def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, name: str) -> Path:
-    """Fit ``model`` on ``data``; logs go to ``run_dir/name``; returns the checkpoint path (written atomically)."""
-    trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=CSVLogger(str(run_dir), name=name, version=""))
+def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, name: str,
+                   tensorboard: bool = False) -> Path:
+    """Fit ``model`` on ``data``; logs go to ``run_dir/name`` (CSV; TensorBoard events too when ``tensorboard``);
+    returns the checkpoint path (written atomically)."""
+    loggers = [CSVLogger(str(run_dir), name=name, version="")]
+    if tensorboard:  # the GAN's sample grids are images: TensorBoard shows them over training
+        loggers.append(TensorBoardLogger(str(run_dir), name=name, version="", default_hp_metric=False))
+    trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=loggers)
     log.info("training %s on %d images for %d epochs", name, len(data.train), trainer.max_epochs)
     trainer.fit(model, datamodule=data)
     checkpoint = run_dir / f"{name}.ckpt"

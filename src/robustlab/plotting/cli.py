@@ -3,6 +3,8 @@
   robustlab-plot rpr   --run RUN_DIR           --out OUT_DIR
   robustlab-plot sweep --multirun MULTIRUN_DIR --out OUT_DIR [--name NAME]
   robustlab-plot linear --multirun MULTIRUN_DIR --out OUT_DIR
+  robustlab-plot dcgan  --run RUN_DIR | --multirun MULTIRUN_DIR --out OUT_DIR [--prefix PREFIX]
+  robustlab-plot gan-augment --run RUN_DIR --out OUT_DIR
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 """
@@ -29,6 +31,15 @@ def parser() -> argparse.ArgumentParser:
     linear = sub.add_parser("linear", help="the blog's table and figures (shared/seeds/002) from a multirun of experiment=linear_robust")
     linear.add_argument("--multirun", required=True, type=Path, help="Hydra multirun folder of experiment=linear_robust (or one run folder)")
     linear.add_argument("--out", required=True, type=Path, help="folder for linear_table.{csv,tex} and the PNG and PDF files")
+    dcgan = sub.add_parser("dcgan", help="DCGAN figures (shared/seeds/000) from a run of experiment=dcgan_mnist / dcgan_cifar10, or every job of a multirun")
+    where = dcgan.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", type=Path, help="run directory written by `robustlab experiment=dcgan_...`")
+    where.add_argument("--multirun", type=Path, help="Hydra multirun folder of such runs: each job's figures, dcgan_sweep.csv and a comparison")
+    dcgan.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
+    dcgan.add_argument("--prefix", default="dcgan", help="file name prefix of a single run's figures (default: %(default)s)")
+    augment = sub.add_parser("gan-augment", help="M vs M_R vs M_R+G and the kept / rejected generated images from a run of experiment=rpr_gan_augment")
+    augment.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_gan_augment`")
+    augment.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
     return p
 
 
@@ -42,6 +53,14 @@ def run(args: argparse.Namespace) -> list[Path]:
         from robustlab.plotting.linear import plot_linear
 
         return plot_linear(args.multirun, args.out)
+    if args.command == "dcgan":
+        from robustlab.plotting.dcgan import plot_dcgan, plot_dcgan_multirun
+
+        return plot_dcgan(args.run, args.out, args.prefix) if args.run else plot_dcgan_multirun(args.multirun, args.out)
+    if args.command == "gan-augment":
+        from robustlab.plotting.dcgan import plot_gan_augment
+
+        return plot_gan_augment(args.run, args.out)
     from robustlab.plotting.sweep import plot_sweep
 
     return plot_sweep(args.multirun, args.out, args.name)
