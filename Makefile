@@ -22,6 +22,9 @@ READINGS       = perturbation.count=uniform,exact perturbation.value=uniform,bin
 READINGS_paper = rpr.test_points=2000
 # The blog's four linear models (shared/seeds/002), three seeds each.
 LINEAR         = model.epsilon=0,0.1,0.2,0.3 seed=0,1,2
+# DCGAN (experiments/dcgan.md): CIFAR-10 only when its files are under the data root (never downloaded here).
+CIFAR_DIR      = $(DATA_ROOT)/cifar-10-batches-py
+HAVE_CIFAR     = test -f $(CIFAR_DIR)/data_batch_1 && test -f $(CIFAR_DIR)/test_batch && test -f $(CIFAR_DIR)/batches.meta
 
 .PHONY: test reproduce figures benchmark check-profile clean-venv data-fashion-mnist
 
@@ -53,6 +56,12 @@ reproduce: check-profile $(STAMP)
 	$(ROBUSTLAB) -m experiment=linear_robust profile=$(PROFILE) $(LINEAR) hydra.sweep.dir=$(RUN_DIR)/linear_robust
 	$(ROBUSTLAB) experiment=cnn_attack profile=$(PROFILE) checkpoints.M=$(RUN_DIR)/rpr_mnist/M.ckpt \
 		checkpoints.M_R=$(RUN_DIR)/rpr_mnist/M_R.ckpt hydra.run.dir=$(RUN_DIR)/cnn_attack
+	rm -rf $(RUN_DIR)/dcgan_cifar10
+	$(ROBUSTLAB) experiment=dcgan_mnist profile=$(PROFILE) quality.classifier=$(RUN_DIR)/rpr_mnist/M.ckpt hydra.run.dir=$(RUN_DIR)/dcgan_mnist
+	@if $(HAVE_CIFAR); then \
+		$(ROBUSTLAB) experiment=dcgan_cifar10 profile=$(PROFILE) data.download=false hydra.run.dir=$(RUN_DIR)/dcgan_cifar10; \
+	else echo "skipped: CIFAR-10 not found in $(CIFAR_DIR) (experiment=dcgan_cifar10)"; fi
+	$(ROBUSTLAB) experiment=rpr_gan_augment profile=$(PROFILE) checkpoint=$(RUN_DIR)/rpr_mnist/M.ckpt hydra.run.dir=$(RUN_DIR)/rpr_gan_augment
 	$(MAKE) --no-print-directory figures PROFILE=$(PROFILE)
 
 figures: check-profile $(STAMP)
@@ -60,6 +69,11 @@ figures: check-profile $(STAMP)
 	$(PLOT) sweep --multirun $(RUN_DIR)/rpr_sweep --out $(FIG_DIR) --name sweep_schemes
 	$(PLOT) sweep --multirun $(RUN_DIR)/rpr_readings --out $(FIG_DIR) --name pixel_readings
 	$(PLOT) linear --multirun $(RUN_DIR)/linear_robust --out $(FIG_DIR)
+	$(PLOT) dcgan --run $(RUN_DIR)/dcgan_mnist --out $(FIG_DIR)
+	@if test -f $(RUN_DIR)/dcgan_cifar10/metrics.json; then \
+		$(PLOT) dcgan --run $(RUN_DIR)/dcgan_cifar10 --out $(FIG_DIR) --prefix dcgan_cifar10; \
+	else echo "skipped: no dcgan_cifar10 run in $(RUN_DIR) (CIFAR-10 not found in $(CIFAR_DIR))"; fi
+	$(PLOT) gan-augment --run $(RUN_DIR)/rpr_gan_augment --out $(FIG_DIR)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/rpr_throughput.py

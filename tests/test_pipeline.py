@@ -243,3 +243,21 @@ def test_model_cache_reuses_m_for_the_same_config_and_gives_identical_results(ti
     assert (tmp_path / "again" / "M.ckpt").read_bytes() == (tmp_path / "first" / "M.ckpt").read_bytes()
     assert (tmp_path / "again" / "rpr_M_test.csv").read_text() == (tmp_path / "first" / "rpr_M_test.csv").read_text()
     assert "train_M" not in again["timings_s"] and len(list((tmp_path / "cache").glob("M-*.ckpt"))) == 2
+
+
+def test_m_r_does_not_depend_on_where_m_came_from(tiny_mnist_root, tmp_path):
+    """M trained here, or loaded from the cache: the same M_R and the same numbers (building M draws
+    the same global random numbers either way, and training draws none: its shuffling has its own generator)."""
+    import pytorch_lightning as pl
+
+    from robustlab.cli import run
+
+    overrides = tiny_run_overrides(tiny_mnist_root, **{**FAST, "model_cache": str(tmp_path / "cache")})
+    outcomes = []
+    for name in ("trained", "cached"):
+        pl.seed_everything(123, verbose=False)  # a different global state before each run
+        metrics = run(compose_config(overrides), tmp_path / name)
+        outcomes.append((metrics["M_source"], metrics["M_R"], (tmp_path / name / "rpr_M_R_test.csv").read_text()))
+    (trained_source, trained_r, trained_csv), (cached_source, cached_r, cached_csv) = outcomes
+    assert trained_source == "trained in this run" and cached_source != trained_source
+    assert trained_r == cached_r and trained_csv == cached_csv
