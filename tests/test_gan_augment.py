@@ -79,3 +79,15 @@ def test_bad_input_stops_before_training_with_one_line(tiny_mnist_root, tmp_path
         run(compose_config(overrides(tiny_mnist_root, **extra)), tmp_path)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "M.ckpt").exists()
+
+
+def test_m_and_m_r_are_those_of_experiment_rpr_mnist(augment_run, tiny_mnist_root, tmp_path):
+    """Building the GAN must not shift the random stream: same config and seed, same M and M_R."""
+    import pytorch_lightning as pl
+
+    run_dir, metrics = augment_run
+    plain = {k: v for k, v in TINY_GAN.items() if not k.startswith("gan.")} | {"experiment": "rpr_mnist"}
+    pl.seed_everything(0, verbose=False)
+    reference = run(compose_config(tiny_run_overrides(tiny_mnist_root, **plain)), tmp_path / "rpr_mnist")
+    assert metrics["M"] == reference["M"] and metrics["M_R"] == reference["M_R"]
+    assert (run_dir / "rpr_M_R_test.csv").read_text() == (tmp_path / "rpr_mnist" / "rpr_M_R_test.csv").read_text()

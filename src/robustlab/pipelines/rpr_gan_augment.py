@@ -67,7 +67,10 @@ class RPRGanAugment(RPRRetrain):
         require(cfg.rpr.retrain, f"experiment {EXPERIMENT} augments M_R's robust subset: it needs rpr.retrain=true")
         for key in ("samples_per_class", "epochs", "batch_size"):
             require(isinstance(g[key], int) and g[key] >= 1, f"gan.{key} must be a positive integer, got {g[key]}")
-        self.gan = build(g.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes)
+        # Built on a forked random stream: M and M_R must get exactly the initial weights they get in
+        # experiment=rpr_mnist, so the M / M_R columns of both experiments agree.
+        with torch.random.fork_rng():
+            self.gan = build(g.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes)
         require(isinstance(self.gan, DCGAN) and self.gan.hparams.conditional,
                 "gan.model must be a class-conditional DCGAN (gan.model.conditional=true): each generated image needs the class it was made for")
         self.trained_on: dict[str, VisionDataModule] = {}
