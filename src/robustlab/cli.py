@@ -48,6 +48,19 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def pin_gpu(job_num: int) -> None:
+    """gpu_per_job=true: this job sees one GPU (job number mod the visible ones), set before CUDA starts."""
+    from robustlab.pipelines.devices import pin_gpu_per_job
+
+    log.info("job %d uses GPU %s (gpu_per_job=true)", job_num, pin_gpu_per_job(job_num))
+
+
+def is_rank_zero() -> bool:
+    from robustlab.pipelines.devices import is_rank_zero as rank_zero  # keeps `--help` free of torch
+
+    return rank_zero()
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     import pytorch_lightning as pl
 
@@ -55,17 +68,21 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     set_threads(cfg.get("threads"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     metrics = pipeline(cfg, run_dir).run()
-    print_summary(pipeline, metrics)
-    log.info("results in %s", run_dir)
+    if is_rank_zero():  # the other DDP processes of the run hold the same metrics
+        print_summary(pipeline, metrics)
+        log.info("results in %s", run_dir)
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _main(cfg: DictConfig) -> None:
     try:
+        if cfg.get("gpu_per_job"):
+            pin_gpu(HydraConfig.get().job.num)
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except RobustlabError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if is_rank_zero():  # DDP processes meet the same error: one line, not one per process
+            print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

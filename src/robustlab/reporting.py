@@ -23,6 +23,20 @@ def experiment_claims(experiment: str, claims: dict | None = None) -> dict:
     return claims[experiment]
 
 
+def claim_blocks(claims: dict | None = None) -> dict:
+    """Every block of claims.yaml, checked for what the claims-vs-results tables need."""
+    claims = load_claims() if claims is None else claims
+    require(isinstance(claims, dict) and claims, f"claims file {CLAIMS} lists no experiment blocks")
+    for experiment, block in claims.items():
+        require(isinstance(block, dict) and block.get("run_group"), f"claims block '{experiment}' names no run_group (the config name whose runs answer it)")
+        require(isinstance(block.get("claims"), list), f"claims block '{experiment}' has no claims list (write `claims: []` if the source states none)")
+        require(isinstance(block.get("protocol_check") or {}, dict), f"claims block '{experiment}': protocol_check must map metric keys to the source's values")
+        for claim in block["claims"]:
+            missing = [k for k in ("what", "key", "value", "where") if k not in claim]
+            require(not missing, f"claims block '{experiment}': claim {claim} lacks {', '.join(missing)}")
+    return claims
+
+
 def lookup(metrics: dict, key: str):
     """``'M.test.robust_ratio'`` -> metrics['M']['test']['robust_ratio']; one line if absent."""
     node = metrics

@@ -22,6 +22,7 @@ from robustlab.pipelines.linear_robust import CURVE, grid_spec
 from robustlab.pipelines.training import timed
 from robustlab.pipelines.rpr_retrain import sample_points
 from robustlab.robustness.attacks import Attack, accuracy_under_attack, clean_accuracy, crossing, linspace_grid
+from robustlab.robustness.fastpath import check_options, fast_forward
 
 EXPERIMENT = "cnn_attack"
 
@@ -35,6 +36,8 @@ class CNNAttack:
         self.grid = linspace_grid(grid_spec(a.epsilons))
         require(isinstance(a.clip, bool), f"attack.clip must be true or false, got {a.clip}")
         require(isinstance(a.batch_size, int) and a.batch_size >= 1, f"attack.batch_size must be an integer >= 1, got {a.batch_size}")
+        require(isinstance(a.channels_last, bool), f"attack.channels_last must be true or false, got {a.channels_last}")
+        check_options(compile=a.compile, autocast=a.autocast, prefix="attack")
         self.attacks = {}
         if a.fgsm:
             self.attacks["fgsm"] = Attack("fgsm", clip=a.clip)
@@ -51,6 +54,8 @@ class CNNAttack:
         for name, model in self.models.items():
             require(tuple(model.input_shape) == self.data.input_shape,
                     f"checkpoint {self.checkpoints[name]} expects inputs {tuple(model.input_shape)}, data {cfg.data.name} has {self.data.input_shape}")
+        # The fast path wraps copies; the attacks' gradients flow through it (autocast only for the forward pass).
+        self.models = {name: fast_forward(model, a.channels_last, a.compile, a.autocast) for name, model in self.models.items()}
 
     def run(self) -> dict:
         cfg, started = self.cfg, time.perf_counter()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,13 @@ from robustlab.config import build
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
 from robustlab.models import load_classifier
+from robustlab.pipelines.devices import is_rank_zero, measure_in_processes, require_devices, rpr_trainer
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.reporting import claims_table
+from robustlab.robustness.fastpath import check_options
 from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
+from robustlab.robustness.shards import merge_results, model_digest, parse_shard, shard_positions
 from robustlab.robustness.subsets import balanced_subset
 
 log = logging.getLogger(__name__)
@@ -66,12 +71,15 @@ def model_cache_path(cfg: DictConfig) -> Path | None:
 class RPRRetrain:
     """One run of the experiment; ``cfg`` is the resolved Hydra config."""
 
+    processes = None  # the trainer whose processes share the RPR work (trainer=ddp / ddp_cpu), set by run()
+
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
         self.timings: dict[str, float] = {}
         self.m_source = "trained in this run"
         self.perturbation: Perturbation = build(cfg.perturbation)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
+        check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
         self.data: VisionDataModule = build(cfg.data)
 
     def measure(self, model, split: Split, name: str) -> RPRResult:
@@ -80,7 +88,7 @@ class RPRRetrain:
             result = measure_rpr(
                 model, split.images, split.labels, self.perturbation, r.max_steps, seed=self.cfg.seed, indices=split.index,
                 batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block, channels_last=r.channels_last,
-                progress=r.progress, desc=f"RPR {name}",
+                compile=r.compile, autocast=r.autocast, progress=r.progress, desc=f"RPR {name}",
             )
         results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
         log.info("RPR %s: robust ratio %.4f over all %d points (%.4f of correctly classified)", name,
@@ -103,12 +111,12 @@ class RPRRetrain:
         source = self.cfg.checkpoint or (cached if cached and cached.is_file() else None)
         if source is None:
             model = self.train(self.data, "M")
-            if cached:
+            if cached and is_rank_zero():
                 results.atomic_write_bytes(cached, (self.run_dir / "M.ckpt").read_bytes())
             return model
         log.info("M loaded from %s (no training)", source)
         self.m_source = str(source)
-        if source == cached:  # keep the run directory self-contained
+        if source == cached and is_rank_zero():  # keep the run directory self-contained
             results.atomic_write_bytes(self.run_dir / "M.ckpt", cached.read_bytes())
         model = load_classifier(get_class(self.cfg.model._target_), source)
         require(tuple(model.input_shape) == self.data.input_shape, f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}")
@@ -116,25 +124,67 @@ class RPRRetrain:
 
     def run(self) -> dict:
         cfg, started = self.cfg, time.perf_counter()
+        shard = parse_shard(cfg.rpr.get("shard"))
+        require(shard is None or not cfg.rpr.retrain, f"rpr.shard={cfg.rpr.shard} measures RPR of M on a share of the test points only; "
+                "set rpr.retrain=false (retraining needs RPR of every training point)")
+        require_devices(cfg.trainer)
+        self.processes = rpr_trainer(cfg.trainer, self.run_dir)  # None: this process measures every point
         self.data.setup()  # reads the data (or fails in one line) before any training
         self.perturbation.check_images(self.data.input_shape)
         model = self.model_m()
         test_points = sample_points(self.data.test, cfg.rpr.test_points, cfg.seed)
-        rpr_test = self.measure(model, test_points, "M_test")
-        self.save_examples(rpr_test, test_points)
+        if shard:
+            test_points = test_points.take(shard_positions(len(test_points), *shard))
+            require(len(test_points) > 0, f"rpr.shard={cfg.rpr.shard} holds no point: fewer test points than shards")
+        rpr_test = self.measure_points(model, test_points, "M_test")
+        if is_rank_zero():  # under DDP the other processes hold the same results and write nothing
+            self.save_examples(rpr_test, test_points)
         metrics = self.metrics()
         metrics["M"] = {"test_accuracy": accuracy(model, self.data.test), "test": summarise(rpr_test, self.data.num_classes)}
+        if shard:  # what robustlab-rpr-merge checks: which share, and that every share measured this M
+            metrics.update(shard=f"{shard[0]}/{shard[1]}", M_digest=model_digest(model))
         if cfg.rpr.retrain:
             metrics.update(self.retrain(model, test_points))
         metrics["timings_s"] = self.timings
         metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        if is_rank_zero():
+            results.write_json(self.run_dir / results.METRICS, metrics)
         return metrics
+
+    def measure_points(self, model, split: Split, name: str) -> RPRResult:
+        """RPR of ``split``; under trainer=ddp / ddp_cpu each process measures positions rank, rank+world, ...
+        and every process gets the merged result, which rank 0 alone saves."""
+        if self.processes is None:
+            return self.measure(model, split, name)
+
+        def share(model_here, rank: int, world: int) -> RPRResult | None:
+            part = split.take(shard_positions(len(split), rank, world))
+            if len(part) == 0:
+                return None
+            with self._saving_elsewhere():
+                return self.measure(model_here, part, name)
+
+        with timed(self.timings, f"rpr_{name}"):
+            result = merge_results([r for r in measure_in_processes(self.processes, model, share) if r is not None])
+        if is_rank_zero():
+            results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
+        return result
+
+    @contextmanager
+    def _saving_elsewhere(self):
+        """measure() saves what it measured into run_dir; one process's share is not a result of the run."""
+        run_dir = self.run_dir
+        with tempfile.TemporaryDirectory(prefix="robustlab-share-") as scratch:
+            self.run_dir = Path(scratch)
+            try:
+                yield
+            finally:
+                self.run_dir = run_dir
 
     def retrain(self, model, test_points: Split) -> dict:
         """RPR on the training set, the balanced robust subset, M_R and its RPR on the test points."""
         cfg = self.cfg
-        rpr_train = self.measure(model, sample_points(self.data.train, cfg.rpr.train_points, cfg.seed), "M_train")
+        rpr_train = self.measure_points(model, sample_points(self.data.train, cfg.rpr.train_points, cfg.seed), "M_train")
         robust = rpr_train.robust
         chosen, subset = balanced_subset(
             rpr_train.index[robust], rpr_train.label[robust], self.data.num_classes,
@@ -142,7 +192,7 @@ class RPRRetrain:
         )
         log.info("robust subset: %s", subset)
         model_r = self.train(self.data.with_train_index(torch.as_tensor(chosen)), "M_R")
-        rpr_test_r = self.measure(model_r, test_points, "M_R_test")
+        rpr_test_r = self.measure_points(model_r, test_points, "M_R_test")
         return {
             "M_train": summarise(rpr_train, self.data.num_classes),
             "subset": subset,

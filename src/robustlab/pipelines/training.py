@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from robustlab.data import Split, VisionDataModule
+from robustlab.pipelines.devices import require_devices
 from robustlab.robustness.rpr import as_scores_fn, predict
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,15 @@ def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cf
     loggers = [CSVLogger(str(run_dir), name=name, version="")]
     if tensorboard:  # the GAN's sample grids are images: TensorBoard shows them over training
         loggers.append(TensorBoardLogger(str(run_dir), name=name, version="", default_hp_metric=False))
+    require_devices(trainer_cfg)
     trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=loggers)
     log.info("training %s on %d images for %d epochs", name, len(data.train), trainer.max_epochs)
     trainer.fit(model, datamodule=data)
     checkpoint = run_dir / f"{name}.ckpt"
     partial = checkpoint.with_suffix(".ckpt.tmp")
-    trainer.save_checkpoint(str(partial))
-    os.replace(partial, checkpoint)
+    trainer.save_checkpoint(str(partial))  # every DDP process must call it; rank 0 alone writes
+    if trainer.is_global_zero:
+        os.replace(partial, checkpoint)
     return checkpoint
 
 

@@ -2,7 +2,8 @@
 
 Reads only what the runs logged (metrics.json, attack_curve.csv, weights.npz, misclassified.npz);
 never trains. A model is one ``model.epsilon`` (0 = regular); its seeds are averaged in the table
-and drawn as a band in the attack figure; the per-sample figures (weights, misclassified images,
+(with sd, min-max and the 95% bootstrap CI of the mean) and drawn as a band (that CI, see
+``bands``) in the attack figure; the per-sample figures (weights, misclassified images,
 score distributions) show each model's lowest seed.
 
   robustlab-plot linear --multirun MULTIRUN_DIR --out OUT_DIR
@@ -20,9 +21,9 @@ from matplotlib.colors import TwoSlopeNorm
 
 from robustlab import results
 from robustlab.errors import RobustlabError, require
-from robustlab.plotting.rpr import notice
+from robustlab.plotting.bands import BAND_MEANING, interval, seed_band, seeds_text, with_ci
+from robustlab.plotting.rpr import job_dirs, notice
 from robustlab.plotting.style import PALETTE, finish, joined, provenance, save_figure, themed
-from robustlab.plotting.sweep import job_dirs
 
 EXPERIMENT = "linear_robust"
 FILES = (results.METRICS, "attack_curve.csv", "weights.npz", "misclassified.npz")
@@ -108,8 +109,10 @@ def linear_footer(runs: list[LinearRun]) -> str:
 def _stats(values: list) -> dict:
     x = np.array([np.nan if v is None else v for v in values], dtype=float)
     ok = x[~np.isnan(x)]
-    return {"mean": float(ok.mean()) if len(ok) else np.nan, "sd": float(ok.std(ddof=1)) if len(ok) > 1 else np.nan,
-            "min": float(ok.min()) if len(ok) else np.nan, "max": float(ok.max()) if len(ok) else np.nan}
+    mean, low, high = interval(ok)
+    return {"mean": mean, "sd": float(ok.std(ddof=1)) if len(ok) > 1 else np.nan,
+            "min": float(ok.min()) if len(ok) else np.nan, "max": float(ok.max()) if len(ok) else np.nan,
+            "ci_low": low, "ci_high": high}
 
 
 def _train_accuracy(metrics: dict) -> float:
@@ -120,7 +123,8 @@ def _train_accuracy(metrics: dict) -> float:
 
 def table_rows(runs: list[LinearRun]) -> list[dict]:
     """One row per model: train (the blog's running last-epoch accuracy) and test accuracy in %, and the
-    epsilon where the unclipped exact attack takes test accuracy below 50%; mean, sd, min, max over seeds."""
+    epsilon where the unclipped exact attack takes test accuracy below 50%; mean, sd, min, max and the 95%
+    bootstrap CI of the mean (ci_low, ci_high) over seeds."""
     rows = []
     for eps, group in by_model(runs).items():
         row = {"model": model_name(eps), "epsilon": eps, "seeds": len(group)}
@@ -187,12 +191,12 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
     for ax, (column, title) in zip(axes, CURVES.items()):
         for eps, group in by_model(runs).items():
             eps_grid = group[0].curve()["eps"].to_numpy()
-            curves = np.array([r.curve()[column].to_numpy() for r in group])
-            at50 = _stats([r.metrics["attack"]["curves"][column]["interpolated_eps"] for r in group])["mean"]
-            label = f"{model_name(eps)} ({len(group)} seed{'s' * (len(group) != 1)}; 50% at ε≈{at50:.3f})"
-            ax.plot(eps_grid, curves.mean(axis=0), color=palette[eps], lw=2, label=label)
-            if len(group) > 1:
-                ax.fill_between(eps_grid, curves.min(axis=0), curves.max(axis=0), color=palette[eps], alpha=0.25, lw=0)
+            band = seed_band([(r.seed, r.curve()[column].to_numpy()) for r in group])
+            at50 = _stats([r.metrics["attack"]["curves"][column]["interpolated_eps"] for r in group])
+            seeds = len({r.seed for r in group})
+            label = f"{model_name(eps)} ({seeds_text(seeds)}; 50% at ε≈{with_ci(at50['mean'], at50['ci_low'], at50['ci_high'])})"
+            ax.plot(eps_grid, band["mean"], color=palette[eps], lw=2, label=label)
+            ax.fill_between(eps_grid, band["low"], band["high"], color=palette[eps], alpha=0.25, lw=0)  # NaN (one seed): none
         ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
         ax.set_title(f"exact attack x − ε·y·sign(w), {title}", fontsize=9)
         ax.set_xlabel("attack ε (l∞ radius, pixel units)")
@@ -200,7 +204,7 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
         ax.set_xlim(left=0)
         ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("test accuracy under attack")
-    finish(fig, "White-box attack on the linear classifiers (line: mean over seeds; band: min–max)", linear_footer(runs))
+    finish(fig, f"White-box attack on the linear classifiers (line: mean over seeds; band: {BAND_MEANING})", linear_footer(runs))
     return save_figure(fig, out_dir, name)
 
 

@@ -1,11 +1,16 @@
-"""The paper's Figures 1-5 (plus an M vs M_R overlay) from one run directory's logged results.
+"""The paper's Figures 1-5 (plus an M vs M_R overlay) from one run directory's logged results, or
+from a multirun folder of seeds of one setting.
 
 Only reads what ``robustlab`` wrote (metrics.json, rpr_*.csv, examples_M_test.npz); never trains.
+With several seeds, Figures 3, 5 and the overlay draw the mean curve with a band and Figure 4 the
+mean bar with error bars (both the 95% bootstrap CI of the mean, see ``bands``); Figures 1 and 2
+show the lowest seed's images. Job folders without metrics.json are named and never averaged in.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +21,15 @@ import numpy as np
 
 from robustlab import results
 from robustlab.errors import require
+from robustlab.plotting.bands import BAND_MEANING, CI_NAME, band_patch, seed_band, seeds_text, with_ci
 from robustlab.plotting.style import (
-    MODEL_COLORS, MODEL_NAMES, PALETTE, draw_curve, finish, footer, ratio_axes, save_figure, themed,
+    MODEL_COLORS, MODEL_NAMES, PALETTE, distinct, draw_curve, finish, footer, joined, ratio_axes, save_figure, themed,
 )
 from robustlab.robustness.rpr import RPRResult
 
 EXAMPLES = "examples_M_test.npz"
 PAIRS = 4  # first-failure pairs in Figure 2
+SUMMARY_CSV = "rpr_summary.csv"  # written only for several seeds
 
 # Readable names where the integer label says little; MNIST digits are their own names.
 CLASS_NAMES = {
@@ -64,14 +71,6 @@ class Run:
         return names[y] if names and 0 <= y < len(names) else str(y)
 
 
-def load_run(run_dir: str | Path) -> Run:
-    path = Path(run_dir)
-    require(path.is_dir(), f"run directory not found: {path}")
-    require((path / results.METRICS).is_file(),
-            f"{path} is not a run directory (no {results.METRICS}); pass a folder written by `robustlab`")
-    return Run(path, read_metrics(path))
-
-
 def read_metrics(path: Path) -> dict:
     """A run's metrics.json, checked to hold what the figures read (an RPR run of M)."""
     metrics = results.read_json(path / results.METRICS)
@@ -79,6 +78,63 @@ def read_metrics(path: Path) -> dict:
     require(not missing, f"{path / results.METRICS} lacks {', '.join(missing)} (experiment "
             f"'{metrics.get('experiment', '?')}'); robustlab-plot draws runs of the rpr_retrain pipeline")
     return metrics
+
+
+def job_dirs(multirun: Path) -> list[Path]:
+    """Hydra's job folders in natural order (0, 1, ..., 10; seed_2 before seed_10); hidden ones such
+    as .hydra are not jobs."""
+    jobs = [p for p in multirun.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    natural = lambda p: [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", p.name) if t]  # noqa: E731
+    return sorted(jobs, key=natural)
+
+
+def finished(job: Path) -> bool:
+    """Whether a job wrote metrics.json (its last result); one that did not is named on stderr."""
+    if (job / results.METRICS).is_file():
+        return True
+    notice(f"skipped job {job.name} ({job}): no {results.METRICS} (failed or unfinished run)")
+    return False
+
+
+# What seeds of one setting share; averaging across any of these would mix different experiments.
+SETTING = {
+    "profile": lambda m: m["profile"],
+    "data": lambda m: f"{m['data']['name']}, {m['data'].get('train_images', '?')} train images",
+    "perturbation": lambda m: m["perturbation"],
+    "MAX_STEPS": lambda m: m["max_steps"],
+}
+
+
+def load_runs(path: str | Path) -> list[Run]:
+    """A run directory as one run, or a multirun folder of seeds as its finished jobs, lowest seed first."""
+    path = Path(path)
+    require(path.is_dir(), f"run directory not found: {path}")
+    if (path / results.METRICS).is_file():
+        return [Run(path, read_metrics(path))]
+    jobs = job_dirs(path)
+    done = [Run(job, read_metrics(job)) for job in jobs if finished(job)]
+    require(len(done) > 0, f"{path} is not a run directory (no {results.METRICS}) nor a multirun folder with a finished "
+            f"job ({len(jobs)} job folders, none with {results.METRICS}); pass a folder written by `robustlab`")
+    for what, value in SETTING.items():
+        values = [value(r.metrics) for r in done]
+        require(len(distinct(values)) == 1, f"the runs in {path} differ in {what} ({joined(values)}); robustlab-plot rpr "
+                "averages seeds of one setting, `robustlab-plot sweep` compares settings")
+    order = distinct(r.metrics["seed"] for r in done)
+    return sorted(done, key=lambda r: order.index(r.metrics["seed"]))
+
+
+def seeds_of(runs: list[Run]) -> list:
+    return distinct(r.metrics["seed"] for r in runs)
+
+
+def over_seeds(runs: list[Run], value: Callable[[Run], float]) -> tuple[float, float, float]:
+    """(mean, low, high) of a per-run number over seeds (see ``bands``); NaN values are left out."""
+    band = seed_band([(r.metrics["seed"], [value(r)]) for r in runs])
+    return band["mean"][0], band["low"][0], band["high"][0]
+
+
+def runs_footer(runs: list[Run]) -> str:
+    return footer([r.metrics for r in runs])
 
 
 def curve_series(result: RPRResult) -> dict[str, np.ndarray]:
@@ -130,8 +186,9 @@ def image_grid(rows: list[tuple[str, np.ndarray, list[str]]], col_width: float =
 
 
 @themed
-def plot_examples(run: Run, out_dir: Path, name: str = "fig1_robust_vs_not") -> list[Path]:
+def plot_examples(runs: list[Run], out_dir: Path, name: str = "fig1_robust_vs_not") -> list[Path]:
     """Figure 1: robust (top) vs not-robust (bottom) test images, all correctly classified by M."""
+    run = runs[0]  # the lowest seed: example images have no mean
     ex = results.read_arrays(run.path / EXAMPLES)
     fig = image_grid([
         ("robust", ex["robust_images"], [f"label {run.label(y)}" for y in ex["robust_labels"]]),
@@ -142,8 +199,9 @@ def plot_examples(run: Run, out_dir: Path, name: str = "fig1_robust_vs_not") -> 
 
 
 @themed
-def plot_first_failure(run: Run, out_dir: Path, name: str = "fig2_first_failure", pairs: int = PAIRS) -> list[Path]:
+def plot_first_failure(runs: list[Run], out_dir: Path, name: str = "fig2_first_failure", pairs: int = PAIRS) -> list[Path]:
     """Figure 2: correctly classified test images above the first perturbation of each that M misclassifies."""
+    run = runs[0]  # the lowest seed: example images have no mean
     ex = results.read_arrays(run.path / EXAMPLES)
     n = min(pairs, len(ex["fragile_images"]))
     if n == 0:
@@ -159,66 +217,139 @@ def plot_first_failure(run: Run, out_dir: Path, name: str = "fig2_first_failure"
     return save_figure(fig, out_dir, name)
 
 
-def draw_model_curves(ax: plt.Axes, run: Run, model: str, with_correct: bool = True, end_label: str = "below") -> None:
+def ratio_band(runs: list[Run], model: str, over: str) -> dict[str, np.ndarray]:
+    """A model's robust-ratio curve on the test points over seeds: mean, low, high per MAX_STEPS."""
+    return seed_band([(r.metrics["seed"], curve_series(r.rpr(f"{model}_test"))[over]) for r in runs])
+
+
+def shading(band: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (low, high) to shade, or None where there is no interval (one seed): single runs look as before."""
+    return None if np.isnan(band["low"]).all() else (band["low"], band["high"])
+
+
+def draw_model_curves(ax: plt.Axes, runs: list[Run], model: str, with_correct: bool = True, end_label: str = "below") -> None:
     """A model's robust-ratio curve on the test points; optionally the over-correct variant dashed.
 
     The over-correct ratio is never below the over-all one, so its end label goes above.
     """
-    series = curve_series(run.rpr(f"{model}_test"))
     color, tex = MODEL_COLORS[model], MODEL_NAMES[model]
     prefix = "" if with_correct else f"{tex}: "
-    draw_curve(ax, series["steps"], series["all"], f"{prefix}all test points (paper's measure)", color, end_label=end_label)
+    seeds = len(seeds_of(runs))
+    mean_of = "" if seeds == 1 else f", mean of {seeds_text(seeds)}"
+    band = ratio_band(runs, model, "all")
+    draw_curve(ax, band["steps"], band["mean"], f"{prefix}all test points (paper's measure){mean_of}", color,
+               band=shading(band), end_label=end_label)
     if with_correct:
-        draw_curve(ax, series["steps"], series["correct"], "correctly classified test points only", color, secondary=True)
+        band = ratio_band(runs, model, "correct")
+        draw_curve(ax, band["steps"], band["mean"], f"correctly classified test points only{mean_of}", color,
+                   secondary=True, band=shading(band))
+
+
+def ratio_legend(ax: plt.Axes, runs: list[Run]) -> None:
+    handles, _ = ax.get_legend_handles_labels()
+    extra = [band_patch()] if len(seeds_of(runs)) > 1 else []
+    ax.legend(handles=handles + extra, loc="best", fontsize=8)  # the curves may end anywhere in 0..1
+
+
+def final_ratio(runs: list[Run], model: str) -> tuple[float, float, float]:
+    return over_seeds(runs, lambda r: r.rpr(f"{model}_test").robust_ratio())
+
+
+def accuracy(runs: list[Run], model: str) -> tuple[float, float, float]:
+    return over_seeds(runs, lambda r: r.metrics.get(model, {}).get("test_accuracy", np.nan))
+
+
+def seeds_note(runs: list[Run]) -> str:
+    return f"mean [{CI_NAME}] over {seeds_text(len(seeds_of(runs)))}"
+
+
+def ratio_title(runs: list[Run], model: str) -> str:
+    """The numbers a reader quotes: with one run its accuracy (as always), with seeds the final robust
+    ratio and the accuracy, each as mean [95% CI]."""
+    tex = MODEL_NAMES[model]
+    acc = accuracy(runs, model)
+    if len(seeds_of(runs)) == 1:
+        return "" if np.isnan(acc[0]) else f"test accuracy of {tex}: {acc[0]:.4f}"
+    parts = [f"final robust ratio {with_ci(*final_ratio(runs, model))}"]
+    if not np.isnan(acc[0]):
+        parts.append(f"test accuracy {with_ci(*acc, digits=4)}")
+    return " · ".join(parts) + f"\n{seeds_note(runs)}"
 
 
 @themed
-def plot_ratio(run: Run, out_dir: Path, name: str = "fig3_robust_ratio_M", model: str = "M") -> list[Path]:
+def plot_ratio(runs: list[Run], out_dir: Path, name: str = "fig3_robust_ratio_M", model: str = "M") -> list[Path]:
     """Figures 3 (M) and 5 (M_R): robust ratio on the test points as a function of MAX_STEPS."""
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    draw_model_curves(ax, run, model)
+    draw_model_curves(ax, runs, model)
     ratio_axes(ax)
-    ax.legend(loc="best", fontsize=8)  # the curves may end anywhere in 0..1
-    accuracy = run.metrics.get(model, {}).get("test_accuracy")
-    if accuracy is not None:
-        ax.set_title(f"test accuracy of {MODEL_NAMES[model]}: {accuracy:.4f}", fontsize=8)
-    finish(fig, f"Robust ratio of {MODEL_NAMES[model]} on the test set vs MAX_STEPS", run.footer)
+    ratio_legend(ax, runs)
+    title = ratio_title(runs, model)
+    if title:
+        ax.set_title(title, fontsize=8)
+    finish(fig, f"Robust ratio of {MODEL_NAMES[model]} on the test set vs MAX_STEPS", runs_footer(runs))
     return save_figure(fig, out_dir, name)
 
 
 @themed
-def plot_overlay(run: Run, out_dir: Path, name: str = "fig35_overlay") -> list[Path]:
+def plot_overlay(runs: list[Run], out_dir: Path, name: str = "fig35_overlay") -> list[Path]:
     """Figures 3 and 5 on one axes: does training on robust points make a more robust model?"""
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    final = {model: run.rpr(f"{model}_test").robust_ratio() for model in ("M", "M_R")}
+    final = {model: final_ratio(runs, model) for model in ("M", "M_R")}
     for model, other in (("M", "M_R"), ("M_R", "M")):
-        side = "above" if final[model] >= final[other] else "below"
-        draw_model_curves(ax, run, model, with_correct=False, end_label=side)
+        side = "above" if final[model][0] >= final[other][0] else "below"
+        draw_model_curves(ax, runs, model, with_correct=False, end_label=side)
     ratio_axes(ax)
-    ax.legend(loc="best", fontsize=8)  # the curves may end anywhere in 0..1
-    finish(fig, f"Robust ratio on the test set: {MODEL_NAMES['M']} vs {MODEL_NAMES['M_R']}", run.footer)
+    ratio_legend(ax, runs)
+    if len(seeds_of(runs)) > 1:
+        ax.set_title("final robust ratio: " + " · ".join(f"{MODEL_NAMES[m]} {with_ci(*v)}" for m, v in final.items())
+                     + f"\n{seeds_note(runs)}", fontsize=8)
+    finish(fig, f"Robust ratio on the test set: {MODEL_NAMES['M']} vs {MODEL_NAMES['M_R']}", runs_footer(runs))
     return save_figure(fig, out_dir, name)
 
 
+def error_bars(band: dict[str, np.ndarray]) -> np.ndarray:
+    """matplotlib's (2, n) distances below and above the mean; none where there is no interval."""
+    return np.nan_to_num(np.vstack([band["mean"] - band["low"], band["high"] - band["mean"]]))
+
+
+def per_class_title(runs: list[Run]) -> str:
+    if len(seeds_of(runs)) == 1:
+        result = runs[0].rpr("M_train")
+        return f"{result.robust.sum()} of {len(result.label)} training points robust ({result.robust_ratio():.1%})"
+    fraction = over_seeds(runs, lambda r: r.rpr("M_train").robust_ratio())
+    return f"robust fraction of the training points: {with_ci(*fraction)}\n{seeds_note(runs)}"
+
+
 @themed
-def plot_per_class(run: Run, out_dir: Path, name: str = "fig4_robust_per_class") -> list[Path]:
-    """Figure 4: robust training images per class under M, each bar labelled with its class's robust share."""
-    result = run.rpr("M_train")
-    counts = per_class(result, num_classes(run, result))
-    classes = np.arange(len(counts["robust"]))
+def plot_per_class(runs: list[Run], out_dir: Path, name: str = "fig4_robust_per_class") -> list[Path]:
+    """Figure 4: robust training images per class under M, each bar labelled with its class's robust share.
+    With seeds: the mean bar with the 95% bootstrap CI as error bars."""
+    classes_n = max(num_classes(r, r.rpr("M_train")) for r in runs)
+    counts = [(r.metrics["seed"], per_class(r.rpr("M_train"), classes_n)) for r in runs]
+    robust = seed_band([(seed, c["robust"]) for seed, c in counts])
+    share = seed_band([(seed, c["share"]) for seed, c in counts])["mean"]
+    seeds = len(seeds_of(runs))
+    classes = np.arange(classes_n)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    bars = ax.bar(classes, counts["robust"], color=MODEL_COLORS["M"], label="robust training images (bar label: share of the class)")
-    ax.bar_label(bars, labels=[f"{s:.0%}" if np.isfinite(s) else "" for s in counts["share"]], fontsize=7, padding=2)
-    taken = run.metrics.get("subset", {}).get("per_class_taken")
-    if taken is not None:
-        ax.axhline(taken, color=PALETTE[3], ls="--", lw=1, label=f"taken per class to train {MODEL_NAMES['M_R']}: {taken}")
-    ax.set_xticks(classes, [run.label(int(c)) for c in classes])
+    label = "robust training images (bar label: share of the class)" if seeds == 1 else \
+        f"robust training images, mean of {seeds_text(seeds)}\n(error bar: {BAND_MEANING}; bar label: share of the class)"
+    ax.bar(classes, robust["mean"], color=MODEL_COLORS["M"], label=label,
+           yerr=None if seeds == 1 else error_bars(robust), capsize=3, error_kw={"lw": 1, "ecolor": "0.2"})
+    tops = np.fmax(robust["mean"], robust["high"])  # share labels sit above the error bar, not on it
+    for x, top, s in zip(classes, tops, share):
+        ax.annotate(f"{s:.0%}" if np.isfinite(s) else "", (x, top), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7)
+    taken = [r.metrics["subset"]["per_class_taken"] for r in runs if "per_class_taken" in r.metrics.get("subset", {})]
+    if taken:
+        ax.axhline(np.mean(taken), color=PALETTE[3], ls="--", lw=1,
+                   label=f"taken per class to train {MODEL_NAMES['M_R']}: {joined(taken)}" + (" (line: mean)" if len(set(taken)) > 1 else ""))
+    ax.set_xticks(classes, [runs[0].label(int(c)) for c in classes])
     ax.set_xlabel("class")
     ax.set_ylabel("robust training images")
-    ax.set_ylim(0, max(1, counts["robust"].max()) * 1.45)  # room for the bar labels and the legend
+    ax.set_ylim(0, max(1, np.nanmax(tops)) * 1.45)  # room for the bar labels and the legend
     ax.legend(loc="upper center", fontsize=8)
-    ax.set_title(f"{result.robust.sum()} of {len(result.label)} training points robust ({result.robust_ratio():.1%})", fontsize=8)
-    finish(fig, f"Robust training images per class under {MODEL_NAMES['M']}", run.footer)
+    ax.set_title(per_class_title(runs), fontsize=8)
+    finish(fig, f"Robust training images per class under {MODEL_NAMES['M']}", runs_footer(runs))
     return save_figure(fig, out_dir, name)
 
 
@@ -226,7 +357,7 @@ def plot_per_class(run: Run, out_dir: Path, name: str = "fig4_robust_per_class")
 class Figure:
     name: str
     needs: tuple[str, ...]  # files of the run directory it reads
-    draw: Callable[..., list[Path]]  # (run, out_dir, name) -> written paths
+    draw: Callable[..., list[Path]]  # (runs, out_dir, name) -> written paths
     optional: bool = False  # True: only runs with robust retraining (rpr.retrain=true) have its inputs
 
 
@@ -239,20 +370,58 @@ FIGURES = (
     Figure("fig35_overlay", (rpr_file("M_test"), rpr_file("M_R_test")), plot_overlay, optional=True),
 )
 
+# The numbers of the seeds' summary table: (name, the value in one run's metrics).
+SUMMARY = {
+    "M test accuracy": lambda m: m["M"]["test_accuracy"],
+    "M robust ratio (test)": lambda m: m["M"]["test"]["robust_ratio"],
+    "M robust ratio of correct (test)": lambda m: m["M"]["test"]["robust_ratio_of_correct"],
+    "M robust fraction (train)": lambda m: m["M_train"]["robust_ratio"],
+    "robust images taken per class": lambda m: m["subset"]["per_class_taken"],
+    "M_R test accuracy": lambda m: m["M_R"]["test_accuracy"],
+    "M_R robust ratio (test)": lambda m: m["M_R"]["test"]["robust_ratio"],
+    "M_R robust ratio of correct (test)": lambda m: m["M_R"]["test"]["robust_ratio_of_correct"],
+}
+
+
+def logged(metrics: dict, value: Callable[[dict], float]) -> float:
+    """A logged number, NaN where the run did not log it (no retraining)."""
+    try:
+        return float(value(metrics))
+    except (KeyError, TypeError):
+        return np.nan
+
+
+def write_summary(runs: list[Run], path: Path) -> Path:
+    """The seeds' numbers as mean and 95% bootstrap CI (the figures' titles), with each seed's value."""
+    rows = []
+    for quantity, value in SUMMARY.items():
+        mean, low, high = over_seeds(runs, lambda r: logged(r.metrics, value))
+        per_seed = {str(r.metrics["seed"]): logged(r.metrics, value) for r in runs}
+        rows.append({"quantity": quantity, "seeds": sum(np.isfinite(v) for v in per_seed.values()),
+                     "mean": mean, "ci_low": low, "ci_high": high,
+                     "per_seed": " ".join(f"{seed}:{v:g}" for seed, v in per_seed.items())})
+    return results.write_table(path, {k: [row[k] for row in rows] for k in rows[0]})
+
 
 def plot_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Every figure of one run into ``out_dir``; returns the written paths. Retraining figures are
-    skipped with a one-line notice when the run did not retrain."""
-    run, out_dir = load_run(run_dir), Path(out_dir)
+    """Every figure of one run, or of a multirun folder of seeds, into ``out_dir``; returns the written
+    paths. Retraining figures are skipped with a one-line notice when the run did not retrain. With
+    several seeds, rpr_summary.csv holds the numbers as mean and 95% CI."""
+    runs, out_dir = load_runs(run_dir), Path(out_dir)
     # Check first, so a broken run fails before it leaves half a set of figures behind.
     for figure in (f for f in FIGURES if not f.optional):
         for needed in figure.needs:
-            require(run.has(needed), f"{run.path} lacks {needed}, which {figure.name} needs; rerun the experiment")
+            for run in runs:
+                require(run.has(needed), f"{run.path} lacks {needed}, which {figure.name} needs; rerun the experiment")
     written: list[Path] = []
     for figure in FIGURES:
-        missing = [f for f in figure.needs if not run.has(f)]
-        if missing:
-            notice(f"skipped {figure.name}: {missing[0]} not in {run.path} (written only when rpr.retrain=true)")
-            continue
-        written += figure.draw(run, out_dir, name=figure.name)
+        have = [r for r in runs if all(r.has(f) for f in figure.needs)]
+        for run in (r for r in runs if not all(r.has(f) for f in figure.needs)):
+            missing = next(f for f in figure.needs if not run.has(f))
+            what = f"{figure.name} leaves out seed {run.metrics['seed']}" if have else f"skipped {figure.name}"
+            notice(f"{what}: {missing} not in {run.path} (written only when rpr.retrain=true)")
+        if have:
+            written += figure.draw(have, out_dir, name=figure.name)
+    if len(seeds_of(runs)) > 1:
+        written.append(write_summary(runs, out_dir / SUMMARY_CSV))
     return written

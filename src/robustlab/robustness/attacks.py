@@ -10,6 +10,9 @@ margin exceeds 1, which would leave confidently classified points unattacked. On
 the sign of the margin loss's gradient is -y sign(w), so FGSM is the exact worst case there.
 
 ``clip`` clips the attacked images to [0, 1] (valid images); the blog does not clip.
+
+For speed, attack ``robustness.fastpath.fast_forward(model, channels_last, compile, autocast)``, not the
+model itself. Gradients flow through it, and its scores are float32, so the losses stay float32.
 """
 
 from __future__ import annotations

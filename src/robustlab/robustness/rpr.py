@@ -15,7 +15,6 @@ block schedule, device or sharding.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from robustlab.errors import RobustlabError, require
 from robustlab.robustness import counter_rng as rng
+from robustlab.robustness.fastpath import check_options, fast_forward, resolve_batch_size
 from robustlab.robustness.perturbations import Perturbation
 
 ScoresFn = Callable[[torch.Tensor], torch.Tensor]
@@ -98,19 +98,18 @@ class RPRResult:
         return cls(get("index"), get("label"), get("clean_pred"), get("first_failure"), get("fail_pred"), int(max_steps))
 
 
-def as_scores_fn(model: nn.Module | ScoresFn, channels_last: bool = False) -> tuple[ScoresFn, torch.device]:
+def as_scores_fn(model: nn.Module | ScoresFn, channels_last: bool = False, compile: bool = False,
+                 autocast: str | None = None) -> tuple[ScoresFn, torch.device]:
     """Wrap any classifier as ``batch -> class scores`` and find the device it wants inputs on.
 
-    ``channels_last`` runs a module on a channels-last copy of itself (2-3x faster convolutions on
-    CPU; the caller's model is left as it was).
+    The fast-path options (``robustness.fastpath``: channels_last, torch.compile, autocast) apply to
+    an nn.Module. They run a copy of it and leave the caller's model as it was. A plain callable runs
+    as given.
     """
     if isinstance(model, nn.Module):
         first = next(iter(model.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
-        if not channels_last:
-            return model.eval(), device
-        fast = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
-        return (lambda x: fast(x.contiguous(memory_format=torch.channels_last))), device
+        return fast_forward(model, channels_last, compile, autocast), device
     require(callable(model), f"model must be an nn.Module or a callable batch -> scores, got {type(model).__name__}")
     return model, torch.device("cpu")
 
@@ -203,27 +202,36 @@ def measure_rpr(
     max_steps: int,
     seed: int = 0,
     indices: torch.Tensor | None = None,
-    batch_size: int = 128,
+    batch_size: int | str = 128,
     min_block: int = 4,
     max_block: int = 64,
     channels_last: bool = False,
     progress: bool = True,
     desc: str = "RPR",
+    compile: bool = False,
+    autocast: str | None = None,
 ) -> RPRResult:
     """Measure RPR of ``model`` on every (image, label); returns per-datapoint results.
 
     ``indices`` are the dataset indices of the rows (default 0..N-1): the random perturbations of a
     point derive from (seed, its index, retry), so a shard of a dataset measured alone gives the same
     numbers as the whole.
+
+    ``batch_size`` (an int, or ``auto``: fill the device), ``channels_last``, ``compile`` and
+    ``autocast`` are the fast path (``robustness.fastpath``). Only ``autocast`` changes results.
     """
-    fn, device = as_scores_fn(model, channels_last)
+    # The schedule check keeps its message for int batch sizes; check_options names the bad fast-path value.
+    sized = not isinstance(batch_size, int) or batch_size >= 1
+    require(sized and 1 <= min_block <= max_block, "rpr needs batch_size >= 1 and 1 <= min_block <= max_block")
+    check_options(batch_size, compile, autocast)
+    fn, device = as_scores_fn(model, channels_last, compile, autocast)
     images = torch.as_tensor(images).to(device=device, dtype=torch.float32)
     labels = torch.as_tensor(labels).to(device=device, dtype=torch.int64)
     indices = torch.arange(len(images)) if indices is None else torch.as_tensor(indices, dtype=torch.int64)
     require(len(indices) == len(images), f"need one index per image: {len(indices)} indices for {len(images)} images")
-    require(batch_size >= 1 and 1 <= min_block <= max_block, "rpr needs batch_size >= 1 and 1 <= min_block <= max_block")
     with torch.inference_mode():
         check_inputs(fn, model, images, labels, perturbation, max_steps)
+        batch_size = resolve_batch_size(batch_size, fn, images)
         clean_pred, _ = predict(fn, images, batch_size)
         first_failure, fail_pred = _run(
             fn, images, labels, clean_pred, perturbation, max_steps, seed, indices.to(device),

@@ -1,0 +1,131 @@
+"""Each claim of paper/claims.yaml beside the runs of one profile that answer it.
+
+The runs of a claim are those in ``reproduce/<profile>/<run_group>/`` of the store (``run_group``
+is the block's experiment preset, the runs' config ``name``), narrowed by the claim's ``when``; one
+run per seed. A row
+holds the claimed value, the mean over seeds with its 95% bootstrap interval, the protocol the runs
+used, the CI status (claimed value inside the interval or not) and the verdict, which is the CI
+status only when the runs followed the source's protocol (``protocol_check``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import pandas as pd
+
+from robustlab.errors import require
+from robustlab.reporting import claim_blocks
+from robustlab.stats import Interval, bootstrap_mean, empty_interval
+
+COLUMNS = ["experiment", "claim", "key", "where", "claimed", "mean", "ci_low", "ci_high", "n", "seeds",
+           "protocol", "ci_status", "verdict", "run_group"]
+NOT_RUN = "not run"
+
+
+def profile_runs(store: pd.DataFrame, profile: str, run_group: str) -> dict[str, dict]:
+    """run_dir -> {"seed", "metrics": {metric: value}} for the runs in reproduce/<profile>/<run_group>.
+
+    By folder, not by config name alone: variants of a preset (e.g. dcgan_semi, a dcgan_mnist with
+    overrides) share its name but answer other questions.
+    """
+    rows = store[(store["group"] == group_path(profile, run_group)) & (store["name"] == run_group)]
+    return {run_dir: {"seed": part["seed"].iloc[0], "metrics": dict(zip(part["metric"], part["value"]))}
+            for run_dir, part in rows.groupby("run_dir", sort=True)}
+
+
+def group_path(profile: str, run_group: str) -> str:
+    return f"reproduce/{profile}/{run_group}"
+
+
+def _same(a: float, b) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+
+
+def answering(claim: dict, runs: dict[str, dict], where: str) -> dict[str, dict]:
+    """The runs a claim is about (its ``when`` holds); a ``when`` key no run has is a typo, not a filter."""
+    chosen = dict(runs)
+    for key, wanted in (claim.get("when") or {}).items():
+        require(not runs or any(key in r["metrics"] for r in runs.values()),
+                f"claim '{claim['what']}': `when` key '{key}' has no matching metric in run group {where}")
+        chosen = {d: r for d, r in chosen.items() if key in r["metrics"] and _same(r["metrics"][key], wanted)}
+    return chosen
+
+
+def claimed_values(claim: dict, runs: dict[str, dict], where: str) -> list[float]:
+    for run_dir, run in runs.items():
+        require(claim["key"] in run["metrics"],
+                f"claim '{claim['what']}': key '{claim['key']}' has no matching metric in run group {where} (run {run_dir})")
+    seeds = [r["seed"] for r in runs.values()]
+    require(all(_is_number(s) for s in seeds), f"claim '{claim['what']}': a run of group {where} records no seed")
+    require(len(set(seeds)) == len(seeds), f"claim '{claim['what']}': run group {where} has several runs of one seed ({seeds}); one run per seed expected")
+    return [float(r["metrics"][claim["key"]]) for r in runs.values()]
+
+
+def protocol_differences(check: dict, runs: dict[str, dict], where: str) -> tuple[str, list[str]]:
+    """The runs' protocol as text (only what differs from the source) and the keys that differ."""
+    differing, parts = [], []
+    for key, source in (check or {}).items():
+        values = []
+        for run_dir, run in runs.items():
+            require(key in run["metrics"], f"protocol_check key '{key}' has no matching metric in run group {where} (run {run_dir})")
+            values.append(run["metrics"][key])
+        if not all(_same(v, source) for v in values):
+            differing.append(key)
+            parts.append(f"{key} {'/'.join(_number(v) for v in sorted(set(values)))} (source {_number(source)})")
+    return ("; ".join(parts) if parts else "as source"), differing
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _number(value) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def ci_status(claimed: float, interval: Interval, nulls: int = 0) -> str:
+    if nulls:
+        return f"undefined (metric null in {nulls} run{'s' if nulls > 1 else ''})"
+    status = "within CI" if interval.contains(claimed) else "outside CI"
+    return f"{status} (n=1, degenerate)" if interval.degenerate else status
+
+
+def verdict(status: str, differing: list[str]) -> str:
+    """The CI status, unless the runs did not follow the source's protocol."""
+    if status == NOT_RUN:
+        return NOT_RUN
+    if differing:
+        return f"not comparable ({', '.join(differing)} differ{'s' if len(differing) == 1 else ''} from the source)"
+    return status
+
+
+def claim_row(experiment: str, block: dict, claim: dict, runs: dict[str, dict], profile: str) -> dict:
+    where = group_path(profile, block["run_group"])
+    chosen = answering(claim, runs, where)
+    row = {"experiment": experiment, "claim": claim["what"], "key": claim["key"], "where": claim["where"],
+           "claimed": float(claim["value"]), "run_group": where}
+    if not chosen:
+        return row | _interval_columns(empty_interval()) | {"seeds": "", "protocol": "", "ci_status": NOT_RUN, "verdict": NOT_RUN}
+    values = claimed_values(claim, chosen, where)
+    finite = [v for v in values if not math.isnan(v)]
+    interval = bootstrap_mean(finite) if finite else empty_interval()
+    status = ci_status(row["claimed"], interval, len(values) - len(finite))
+    protocol, differing = protocol_differences(block.get("protocol_check"), chosen, where)
+    seeds = ", ".join(_number(s) for s in sorted(float(r["seed"]) for r in chosen.values()))
+    return row | _interval_columns(interval) | {"seeds": seeds, "protocol": protocol, "ci_status": status, "verdict": verdict(status, differing)}
+
+
+def _interval_columns(interval: Interval) -> dict:
+    return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "n": interval.n}
+
+
+def claims_frame(store: pd.DataFrame, profile: str, claims: dict | None = None) -> pd.DataFrame:
+    """One row per claim of every block in claims.yaml, for the runs of ``profile`` in the store."""
+    rows = []
+    for experiment, block in claim_blocks(claims).items():
+        runs = profile_runs(store, profile, block["run_group"])
+        rows += [claim_row(experiment, block, claim, runs, profile) for claim in block["claims"]]
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,272 @@
+"""``robustlab-report``: the claims-vs-results tables and the reproduction report, from logged runs only.
+
+  robustlab-report [--profile paper] [--profile quick] [--root outputs] [--figures-root figures] [--out paper]
+
+writes, for each profile, OUT/tables/claims_<profile>.{csv,md,tex}, and OUT/REPRODUCTION.md and
+OUT/report.tex with one section per profile: the claims table, then the figures found in
+FIGURES_ROOT/<profile>/ (a note names the expected ones that are missing). Every sentence is either
+fixed method text or a number read from the runs; nothing is written that the data do not say.
+Bad input ends with one ``error:`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from robustlab.claims import NOT_RUN, claims_frame, group_path, profile_runs
+from robustlab.errors import RobustlabError, require
+from robustlab.reporting import CLAIMS, claim_blocks, load_claims
+from robustlab.stats import LEVEL, RESAMPLES
+from robustlab.store import collect_runs, report_skipped
+
+# One-line captions of the figures `make figures` draws; a figure not listed here is shown by name.
+FIGURES = {
+    "fig1_robust_vs_not": "RPR paper Fig. 1: test images M classifies robustly and not robustly",
+    "fig2_first_failure": "RPR paper Fig. 2: images and the first perturbation that changed M's prediction",
+    "fig3_robust_ratio_M": "RPR paper Fig. 3: robust ratio of M on the test points vs MAX_STEPS",
+    "fig4_robust_per_class": "RPR paper Fig. 4: robust training points of M per class",
+    "fig5_robust_ratio_M_R": "RPR paper Fig. 5: robust ratio of M_R on the test points vs MAX_STEPS",
+    "fig35_overlay": "robust ratio vs MAX_STEPS of M and M_R on one axis",
+    "pixel_readings": "robust ratio of M under four readings of the paper's pixel scheme",
+    "sweep_schemes": "robust ratio vs MAX_STEPS for several perturbation schemes and seeds",
+    "linear_attack_accuracy": "blog: test accuracy of the linear models under the exact white-box attack vs epsilon",
+    "linear_weights": "blog: weights of the regular and robust linear models as images",
+    "linear_misclassified": "blog: test images misclassified by each linear model as epsilon grows",
+    "linear_logits": "blog: scores f(x) of the test images per linear model",
+    "linear_hinge": "blog: training hinge loss per linear model",
+    "dcgan_samples": "DCGAN: generated samples during training",
+    "dcgan_interpolation": "DCGAN: images along a line in the latent space",
+    "dcgan_losses": "DCGAN: discriminator and generator losses",
+    "dcgan_classes": "DCGAN: classes of generated vs real images by the project's CNN",
+    "gan_augment_models": "M vs M_R vs M_R+G (robust subset plus generated images robust under M)",
+    "gan_augment_generated": "generated images kept (robust under M) and rejected",
+    "gan_augment_G_samples": "conditional GAN of the augmentation: samples during training",
+    "gan_augment_G_losses": "conditional GAN of the augmentation: losses",
+}
+METHOD = (f"Each claim is compared with the runs of its run group, one run per seed. Reproduced is the mean over seeds "
+          f"with a {LEVEL:.0%} percentile-bootstrap interval ({RESAMPLES:,} resamples of the seeds, fixed RNG seed). "
+          "CI status: whether the source's value lies in that interval (with one seed the interval is the point itself). "
+          "Verdict: the CI status when the runs used the source's protocol (protocol_check in paper/claims.yaml), "
+          "otherwise not comparable, naming what differs.")
+
+
+def _num(value: float, digits: int = 4) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _ci(row) -> str:
+    return "-" if row["n"] == 0 else f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+
+
+def _cells(row) -> list[str]:
+    return [row["claim"], row["where"], _num(row["claimed"]), _num(row["mean"]), _ci(row), str(row["n"]),
+            row["protocol"] or "-", row["ci_status"], row["verdict"]]
+
+
+HEADER = ["claim", "where", "claimed", "reproduced mean", "95% CI", "n seeds", "protocol of the runs", "CI status", "verdict"]
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cell(c) for c in _cells(row)) + " |" for _, row in frame.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex(text) -> str:
+    return "".join(TEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def tex_table(frame: pd.DataFrame) -> str:
+    """A booktabs tabular (no float), for \\input in a table or a page of its own."""
+    head = ["claim", "claimed", "mean", "95\\% CI", "$n$", "protocol of the runs", "CI status", "verdict"]
+    lines = [r"{\footnotesize\setlength{\tabcolsep}{3pt}", r"\begin{tabular}{p{3.0cm}rrlrp{3.5cm}p{1.7cm}p{1.8cm}}", r"\toprule",
+             " & ".join(head) + r" \\", r"\midrule"]
+    for _, row in frame.iterrows():
+        cells = [row["claim"], _num(row["claimed"]), _num(row["mean"]), _ci(row), row["n"], row["protocol"] or "-",
+                 row["ci_status"], _short_verdict(row["verdict"])]
+        lines.append(" & ".join(tex(c) for c in cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}"]
+    return "\n".join(lines) + "\n"
+
+
+def _short_verdict(text: str) -> str:
+    # The protocol column already names what differs; the narrow LaTeX column keeps only the verdict.
+    return "not comparable (protocol)" if text.startswith("not comparable") else text
+
+
+def _runs(n: int) -> str:
+    return f"{n} finished run{'' if n == 1 else 's'}"
+
+
+def counts(frame: pd.DataFrame) -> str:
+    """'17 claims: 0 within CI, 3 outside CI, 14 not comparable, 0 not run' (verdicts)."""
+    verdicts = frame["verdict"].str.replace(r" \(.*", "", regex=True)
+    kinds = ["within CI", "outside CI", "not comparable", NOT_RUN]
+    parts = [f"{int((verdicts == k).sum())} {k}" for k in kinds]
+    other = len(frame) - sum(int((verdicts == k).sum()) for k in kinds)
+    return f"{len(frame)} claims: {', '.join(parts)}" + (f", {other} undefined" if other else "")
+
+
+def figures(folder: Path) -> tuple[list[Path], list[str]]:
+    """The PNG figures present in ``folder`` (known ones first, in FIGURES' order) and the known stems missing."""
+    present = {p.stem: p for p in folder.glob("*.png")} if folder.is_dir() else {}
+    ordered = [present[s] for s in FIGURES if s in present] + sorted(p for s, p in present.items() if s not in FIGURES)
+    return ordered, [s for s in FIGURES if s not in present]
+
+
+def caption(path: Path) -> str:
+    return FIGURES.get(path.stem, path.stem)
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def run_summary(store: pd.DataFrame, profile: str, blocks: dict) -> list[tuple[str, str, int, str]]:
+    """(experiment, run group, finished runs, seeds) per claims block."""
+    rows = []
+    for experiment, block in blocks.items():
+        runs = profile_runs(store, profile, block["run_group"])
+        seeds = sorted({int(r["seed"]) for r in runs.values() if pd.notna(r["seed"])})
+        rows.append((experiment, group_path(profile, block["run_group"]), len(runs), ", ".join(map(str, seeds)) or "-"))
+    return rows
+
+
+def _skipped_in(skipped, root: Path, profile: str) -> list[str]:
+    prefix = (root / "reproduce" / profile).as_posix() + "/"
+    return [f"{s.path.as_posix()}: {s.reason}" for s in skipped if s.path.as_posix().startswith(prefix)]
+
+
+def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
+    root, out, blocks = context["root"], context["out"], context["blocks"]
+    lines = [f"## Profile `{profile}`", "", "Runs that answer the claims:", ""]
+    for experiment, group, n, seeds in run_summary(context["store"], profile, blocks):
+        lines.append(f"- `{experiment}`: `{group}`, {_runs(n)} (seeds {seeds})")
+    left_out = _skipped_in(context["skipped"], root, profile)
+    if left_out:
+        lines += ["", "Runs left out (no readable metrics.json; never averaged in):", ""] + [f"- `{s}`" for s in left_out]
+    lines += ["", "### Claims", "", counts(table) + ".", "", markdown_table(table).rstrip(), ""]
+    for experiment, block in blocks.items():
+        lines.append(f"- Source protocol, `{experiment}` ({block['source']}): {block['protocol']}")
+        if not block["claims"]:
+            lines.append(f"  - `{experiment}`: the source states no quantitative claim (see paper/claims.yaml).")
+    shown, missing = figures(context["figures_root"] / profile)
+    lines += ["", "### Figures", ""]
+    for path in shown:
+        lines += [f"![{caption(path)}]({_rel(path, out)})", "", f"*{path.name}*: {caption(path)}.", ""]
+    if not shown:
+        lines += [f"No figures found in `{context['figures_root'] / profile}`.", ""]
+    if missing:
+        lines += [f"Missing from `{context['figures_root'] / profile}`: {', '.join(missing)}.", ""]
+    return lines
+
+
+def reproduction_md(tables: dict[str, pd.DataFrame], context: dict) -> str:
+    lines = ["# Reproduction: claims vs results", "",
+             f"Generated by `robustlab-report` from the runs under `{context['root']}` and `paper/claims.yaml`; "
+             "regenerate rather than edit.", "", METHOD, ""]
+    for profile, table in tables.items():
+        lines += markdown_section(profile, table, context)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def tex_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
+    lines = [rf"\section{{Results: profile {tex(profile)}}}", r"\begin{itemize}"]
+    for experiment, group, n, seeds in run_summary(context["store"], profile, context["blocks"]):
+        lines.append(rf"\item {tex(experiment)}: run group \texttt{{{tex(group)}}}, {_runs(n)} (seeds {tex(seeds)}).")
+    lines += [r"\end{itemize}", tex(counts(table)) + ".", "", r"\begin{table}[H]\centering",
+              rf"\input{{tables/claims_{profile}.tex}}",
+              rf"\caption{{Claims of the sources vs the runs of profile {tex(profile)}.}}", r"\end{table}", ""]
+    pdfs = [p.with_suffix(".pdf") for p in figures(context["figures_root"] / profile)[0] if p.with_suffix(".pdf").is_file()]
+    for pdf in pdfs:
+        # [H] (float package): figures stay where they are written, so dozens of them never overflow LaTeX's float queue.
+        lines += [r"\begin{figure}[H]\centering",
+                  rf"\includegraphics[width=0.9\linewidth,height=0.4\textheight,keepaspectratio]{{{_rel(pdf, context['out'])}}}",
+                  rf"\caption{{{tex(caption(pdf))} (profile {tex(profile)}).}}", r"\end{figure}", ""]
+    return lines + [r"\clearpage", ""]
+
+
+def report_tex(tables: dict[str, pd.DataFrame], context: dict) -> str:
+    lines = [r"\documentclass[11pt]{article}", r"\usepackage[a4paper,margin=2cm]{geometry}", r"\usepackage[T1]{fontenc}",
+             r"\usepackage{booktabs}", r"\usepackage{graphicx}", r"\usepackage{float}",
+             r"\title{robustlab: reproduction report}", r"\author{generated by robustlab-report}", r"\date{}",
+             r"\begin{document}", r"\maketitle", r"\section{What is reproduced}", r"\begin{itemize}"]
+    for experiment, block in context["blocks"].items():
+        n = len(block["claims"])
+        what = f"{n} quantitative claims" if n else "no quantitative claim (the source states none)"
+        lines.append(rf"\item {tex(block['source'])}: {what}, answered by the runs of \texttt{{{tex(block['run_group'])}}}.")
+    lines += [r"\end{itemize}", r"\section{Setup}", tex(METHOD), "", r"Protocols of the sources:", r"\begin{itemize}"]
+    lines += [rf"\item {tex(e)}: {tex(b['protocol'])}" for e, b in context["blocks"].items()]
+    lines += [r"\end{itemize}", ""]
+    for profile, table in tables.items():
+        lines += tex_section(profile, table, context)
+    return "\n".join(lines + [r"\end{document}"]) + "\n"
+
+
+def write_text(path: Path, text: str) -> Path:
+    # Imported here: robustlab.results pulls in torch, which --help should not wait for.
+    from robustlab.results import atomic_write_bytes
+
+    return atomic_write_bytes(path, text.encode())
+
+
+def write_tables(profile: str, table: pd.DataFrame, out: Path) -> list[Path]:
+    stem = out / "tables" / f"claims_{profile}"
+    return [write_text(stem.with_suffix(".csv"), table.to_csv(index=False)),
+            write_text(stem.with_suffix(".md"), markdown_table(table)),
+            write_text(stem.with_suffix(".tex"), tex_table(table))]
+
+
+def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims_path: Path = CLAIMS) -> list[Path]:
+    """Every file of the report; the claims tables are computed once and shared by all of them."""
+    require(len(set(profiles)) == len(profiles), f"a profile is named twice: {profiles}")
+    for profile in profiles:
+        require(re.fullmatch(r"[A-Za-z0-9_.-]+", profile) is not None, f"profile '{profile}' is not a plain name (e.g. paper, quick)")
+    blocks = claim_blocks(load_claims(claims_path))
+    store, skipped = collect_runs(root)
+    report_skipped(skipped)
+    tables = {p: claims_frame(store, p, blocks) for p in profiles}
+    context = {"root": root, "out": out, "figures_root": figures_root, "blocks": blocks, "store": store, "skipped": skipped}
+    written = [path for p, t in tables.items() for path in write_tables(p, t, out)]
+    written.append(write_text(out / "REPRODUCTION.md", reproduction_md(tables, context)))
+    written.append(write_text(out / "report.tex", report_tex(tables, context)))
+    for p, t in tables.items():
+        print(f"profile {p}: {counts(t)}")
+    return written
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="robustlab-report", description="Claims-vs-results tables and the reproduction report, from logged runs.")
+    p.add_argument("--profile", action="append", help="profile to report (repeatable; default: paper)")
+    p.add_argument("--root", type=Path, default=Path("outputs"), help="folder the runs were written to (default: %(default)s)")
+    p.add_argument("--figures-root", type=Path, default=Path("figures"), help="folder holding <profile>/ figure folders (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("paper"), help="folder for tables/, REPRODUCTION.md and report.tex (default: %(default)s)")
+    p.add_argument("--claims", type=Path, default=CLAIMS, help="claims file (default: paper/claims.yaml)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        written = build(args.profile or ["paper"], args.root, args.figures_root, args.out, args.claims)
+    except RobustlabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""RPR in shards: a run with ``rpr.shard=i/n`` measures positions i, i+n, i+2n, ... of its sorted
+point list; ``robustlab-rpr-merge`` joins the shards of a multirun into the result of one run.
+
+A point's perturbations derive only from (seed, dataset index, retry), so the merged shards equal an
+unsharded run point for point, provided every shard measured the same M (checked by its digest).
+
+  robustlab-rpr-merge --multirun MULTIRUN_DIR --out OUT_DIR
+
+Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robustlab import results
+from robustlab.errors import RobustlabError, require
+from robustlab.robustness.rpr import RPRResult
+
+SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+RPR_FILE = "rpr_M_test.csv"
+
+
+def parse_shard(spec) -> tuple[int, int] | None:
+    """``"i/n"`` -> (i, n) with 0 <= i < n; None (no sharding) for null."""
+    if spec is None:
+        return None
+    match = SPEC.match(str(spec))
+    require(match is not None, f"rpr.shard must look like i/n (e.g. 0/4) or be null, got '{spec}'")
+    index, count = int(match[1]), int(match[2])
+    require(0 <= index < count, f"rpr.shard={spec}: need 0 <= i < n (shards are numbered 0..n-1)")
+    return index, count
+
+
+def shard_positions(length: int, index: int, count: int) -> torch.Tensor:
+    """Positions index, index+count, ... of 0..length-1: disjoint over the shards, covering them all."""
+    return torch.arange(index, max(index, length), count)  # empty when index >= length
+
+
+def merge_results(parts: list[RPRResult]) -> RPRResult:
+    """One result from disjoint shares of the points, sorted by dataset index."""
+    require(len(parts) > 0, "nothing to merge: no RPR results given")
+    steps = sorted({p.max_steps for p in parts})
+    require(len(steps) == 1, f"the shards were measured with different MAX_STEPS: {steps}")
+    columns = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ("index", "label", "clean_pred", "first_failure", "fail_pred")}
+    unique, counts = np.unique(columns["index"], return_counts=True)
+    require((counts == 1).all(), f"the shards overlap: dataset index {unique[counts > 1][:5].tolist()} measured more than once")
+    order = np.argsort(columns["index"], kind="stable")
+    return RPRResult.from_columns({k: v[order] for k, v in columns.items()}, steps[0])
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """A hash of the weights: shards of one result must have measured the same M."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if not (isinstance(tree, dict) and tree):
+        return {prefix: tree}
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _difference(a: dict, b: dict) -> str | None:
+    """The first config key (other than rpr.shard) on which two jobs differ, as 'key (a vs b)'."""
+    fa, fb = _flat(a), _flat(b)
+    for key in sorted(set(fa) | set(fb)):
+        if key != "rpr.shard" and fa.get(key) != fb.get(key):
+            return f"{key} ({fa.get(key)} vs {fb.get(key)})"
+    return None
+
+
+def collect_shards(multirun: Path) -> list[tuple[Path, dict]]:
+    """Every finished job of a sharded multirun, checked to hold each shard 0..n-1 exactly once,
+    of one configuration and one M; in shard order."""
+    require(multirun.is_dir(), f"multirun directory not found: {multirun}")
+    jobs = sorted(p for p in multirun.iterdir() if (p / results.METRICS).is_file())
+    require(len(jobs) > 0, f"no finished jobs in {multirun} (no job folder holds {results.METRICS})")
+    found: dict[int, tuple[Path, dict]] = {}
+    count = None
+    for job in jobs:
+        metrics = results.read_json(job / results.METRICS)
+        shard = parse_shard(metrics.get("shard"))
+        require(shard is not None, f"job {job} is not a sharded run (rpr.shard was null); merge only the jobs of rpr.shard=0/n,...")
+        require(count in (None, shard[1]), f"jobs disagree on the shard count: {metrics['shard']} in {job}, n={count} elsewhere")
+        count = shard[1]
+        require(shard[0] not in found, f"shard {metrics['shard']} appears twice: {found.get(shard[0], (job,))[0]} and {job}")
+        require((job / RPR_FILE).is_file(), f"job {job} has no {RPR_FILE}")
+        found[shard[0]] = (job, metrics)
+    missing = [f"{i}/{count}" for i in range(count) if i not in found]
+    require(not missing, f"shard {', '.join(missing)} missing: no finished job in {multirun} measured it (failed or not run)")
+    shards = [found[i] for i in range(count)]
+    (first, base), rest = shards[0], shards[1:]
+    for job, metrics in rest:
+        differs = _difference(base["config"], metrics["config"])
+        require(differs is None, f"jobs {first} and {job} differ in {differs}; merge the shards of one configuration at a time")
+        require(metrics.get("M_digest") == base.get("M_digest"),
+                f"jobs {first} and {job} measured different models M; train M once and pass checkpoint=... to every shard")
+    return shards
+
+
+def merge_multirun(multirun: str | Path, out: str | Path) -> list[Path]:
+    """Write the merged rpr_M_test.csv and a metrics.json shaped like one run's into ``out``."""
+    from robustlab.pipelines.rpr_retrain import summarise  # that module imports this one
+
+    multirun, out = Path(multirun), Path(out)
+    shards = collect_shards(multirun)
+    merged = merge_results([results.load_rpr(job / RPR_FILE) for job, _ in shards])
+    base = shards[0][1]
+    metrics = {k: v for k, v in base.items() if k not in ("timings_s", "wall_time_s")}
+    num_classes = len(base["M"]["test"]["robust_per_class"])
+    metrics.update(shard=None, merged_from=[str(job) for job, _ in shards],
+                   M={**base["M"], "test": summarise(merged, num_classes)})
+    metrics["config"]["rpr"]["shard"] = None
+    return [results.save_rpr(out / RPR_FILE, merged), results.write_json(out / results.METRICS, metrics)]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="robustlab-rpr-merge", description="Merge the RPR shards (rpr.shard=i/n) of a multirun into one result.")
+    p.add_argument("--multirun", required=True, type=Path, help="Hydra multirun folder whose jobs ran rpr.shard=0/n,...,n-1/n")
+    p.add_argument("--out", required=True, type=Path, help="folder for the merged rpr_M_test.csv and metrics.json")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        written = merge_multirun(args.multirun, args.out)
+    except RobustlabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for path in written:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

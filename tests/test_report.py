@@ -1,0 +1,197 @@
+"""Bootstrap interval, claims vs results (verdicts, errors, partial stores) and the generated report."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from test_store import RPR_VALUES, config, rpr_metrics, runs_root, write_run  # noqa: F401  (runs_root: fixture)
+
+from robustlab.claims import ci_status, claims_frame, verdict
+from robustlab.errors import RobustlabError
+from robustlab.paper import main as report_main
+from robustlab.reporting import load_claims
+from robustlab.stats import Interval, bootstrap_mean
+from robustlab.store import collect_runs
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap
+# ---------------------------------------------------------------------------------------------
+
+
+def test_equal_values_give_the_point_as_interval():
+    interval = bootstrap_mean([0.25, 0.25, 0.25, 0.25])
+    assert interval.mean == 0.25 and interval.low == pytest.approx(0.25) and interval.high == pytest.approx(0.25)
+    assert interval.contains(0.25) and interval.n == 4 and not interval.degenerate
+
+
+def test_zero_one_gives_the_whole_unit_interval():
+    interval = bootstrap_mean([0.0, 1.0])
+    assert (interval.mean, interval.low, interval.high) == (0.5, 0.0, 1.0)
+
+
+def test_interval_matches_a_direct_numpy_bootstrap_with_the_same_seed():
+    values = np.array([0.91, 0.87, 0.95, 0.89, 0.93])
+    rng = np.random.default_rng(0)
+    means = np.array([rng.choice(values, size=values.size, replace=True).mean() for _ in range(2000)])
+    # rng.choice(values) draws its indices with rng.integers(0, n), so resampling row by row replays the bulk draw
+    expected = np.percentile(means, [2.5, 97.5])
+    interval = bootstrap_mean(values, resamples=2000, seed=0)
+    assert (interval.low, interval.high) == pytest.approx(tuple(expected), abs=1e-12)
+    assert interval.mean == pytest.approx(values.mean())
+    assert bootstrap_mean(values) == bootstrap_mean(values)  # fixed seed: deterministic
+
+
+def test_one_seed_is_a_degenerate_interval_flagged_as_such():
+    interval = bootstrap_mean([0.7])
+    assert (interval.low, interval.high, interval.n) == (0.7, 0.7, 1) and interval.degenerate
+    assert str(interval) == "[0.7000, 0.7000] (n=1)"
+
+
+@pytest.mark.parametrize("values, match", [([], "at least one value"), ([0.1, float("nan")], "finite values")])
+def test_bootstrap_bad_input_is_one_line(values, match):
+    with pytest.raises(RobustlabError, match=match):
+        bootstrap_mean(values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_verdict_within_outside_not_comparable_not_run():
+    interval = Interval(0.5, 0.4, 0.6, 3)
+    assert ci_status(0.45, interval) == "within CI" and ci_status(0.7, interval) == "outside CI"
+    assert ci_status(0.7, Interval(0.7, 0.7, 0.7, 1)) == "within CI (n=1, degenerate)"
+    assert verdict("within CI", []) == "within CI"
+    assert verdict("outside CI", []) == "outside CI"
+    assert verdict("within CI", ["data.train_images"]) == "not comparable (data.train_images differs from the source)"
+    assert verdict("not run", ["x"]) == "not run"
+
+
+def small_claims() -> dict:
+    return {
+        "rpr_retrain": {
+            "source": "paper", "run_group": "rpr_mnist", "protocol": "full MNIST (60k)",
+            "protocol_check": {"data.train_images": 60000, "max_steps": 250},
+            "claims": [
+                {"what": "M test accuracy", "key": "M.test_accuracy", "value": 0.98, "where": "Sec. 2.3"},
+                {"what": "M robust ratio (test)", "key": "M.test.robust_ratio", "value": 0.30, "where": "Fig. 3"},
+            ],
+        },
+        "linear_robust": {
+            "source": "blog", "run_group": "linear_robust", "protocol": "12,665 train images",
+            "protocol_check": {"data.train_images": 12665, "attack.clip": False},
+            "claims": [
+                {"what": "test accuracy (regular)", "key": "test_accuracy", "value": 0.999, "where": "table", "when": {"epsilon": 0.0}},
+                {"what": "test accuracy (eps 0.3)", "key": "test_accuracy", "value": 0.997, "where": "table", "when": {"epsilon": 0.3}},
+            ],
+        },
+    }
+
+
+def test_claims_frame_means_intervals_and_verdicts(runs_root):
+    store, _ = collect_runs(runs_root)
+    table = claims_frame(store, "paper", small_claims()).set_index("claim")
+    accuracy = table.loc["M test accuracy"]
+    assert accuracy["n"] == 3 and accuracy["seeds"] == "0, 1, 2"
+    assert accuracy["mean"] == pytest.approx(np.mean([v[0] for v in RPR_VALUES.values()]))
+    assert accuracy["ci_low"] <= 0.98 <= accuracy["ci_high"]
+    assert accuracy["ci_status"] == "within CI" and accuracy["verdict"] == "within CI" and accuracy["protocol"] == "as source"
+    ratio = table.loc["M robust ratio (test)"]
+    assert ratio["ci_status"] == "outside CI" and ratio["verdict"] == "outside CI"
+    linear = table.loc["test accuracy (regular)"]
+    assert linear["n"] == 2 and linear["protocol"] == "data.train_images 2128 (source 12665)"
+    assert linear["verdict"].startswith("not comparable (data.train_images") and linear["ci_status"] == "outside CI"
+    assert table.loc["test accuracy (eps 0.3)", "verdict"] == "not run"  # no run with that epsilon: a row, not a crash
+
+
+def test_profile_without_runs_renders_not_run_rows(runs_root):
+    store, _ = collect_runs(runs_root)
+    table = claims_frame(store, "quick", small_claims())
+    assert set(table["verdict"]) == {"not run"} and set(table["n"]) == {0}
+
+
+def test_unknown_claim_key_names_the_claim_and_the_run_group(runs_root):
+    store, _ = collect_runs(runs_root)
+    claims = small_claims()
+    claims["rpr_retrain"]["claims"][0]["key"] = "M.test_acuracy"
+    with pytest.raises(RobustlabError, match=r"claim 'M test accuracy': key 'M.test_acuracy' has no matching metric "
+                                             r"in run group reproduce/paper/rpr_mnist") as error:
+        claims_frame(store, "paper", claims)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["linear_robust"]["claims"][0].update(when={"epsilom": 0.0}), r"`when` key 'epsilom' has no matching metric in run group reproduce/paper/linear_robust"),
+    (lambda c: c["rpr_retrain"]["protocol_check"].update({"data.train_imgs": 1}), r"protocol_check key 'data.train_imgs' has no matching metric in run group reproduce/paper/rpr_mnist"),
+    (lambda c: c["rpr_retrain"].pop("run_group"), r"claims block 'rpr_retrain' names no run_group"),
+    (lambda c: c["rpr_retrain"]["claims"][0].pop("value"), r"claims block 'rpr_retrain': claim .* lacks value"),
+])
+def test_bad_claims_are_one_line(runs_root, edit, match):
+    store, _ = collect_runs(runs_root)
+    claims = copy.deepcopy(small_claims())
+    edit(claims)
+    with pytest.raises(RobustlabError, match=match):
+        claims_frame(store, "paper", claims)
+
+
+def test_two_runs_of_one_seed_are_refused(runs_root):
+    rpr = runs_root / "reproduce" / "paper" / "rpr_mnist"
+    write_run(rpr / "seed_0_again", config("rpr_mnist", 0), rpr_metrics(0))
+    store, _ = collect_runs(runs_root)
+    with pytest.raises(RobustlabError, match="several runs of one seed"):
+        claims_frame(store, "paper", small_claims())
+
+
+def test_repo_claims_file_names_run_groups_and_protocol_keys():
+    claims = load_claims()
+    assert claims["rpr_retrain"]["run_group"] == "rpr_mnist" and claims["linear_robust"]["run_group"] == "linear_robust"
+    assert claims["rpr_retrain"]["protocol_check"]["data.train_images"] == 60000
+    assert claims["linear_robust"]["protocol_check"]["data.train_images"] == 12665
+    assert claims["dcgan"]["claims"] == []  # the DCGAN source states no number
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def test_report_writes_tables_markdown_and_latex_with_the_numbers(runs_root, tmp_path, capsys):
+    figures = tmp_path / "figures" / "paper"
+    figures.mkdir(parents=True)
+    for suffix in (".png", ".pdf"):
+        (figures / f"fig3_robust_ratio_M{suffix}").write_bytes(b"x")
+    out = tmp_path / "paper"
+    argv = ["--profile", "paper", "--profile", "quick", "--root", str(runs_root), "--figures-root", str(tmp_path / "figures"), "--out", str(out)]
+    assert report_main(argv) == 0
+    mean = f"{np.mean([v[0] for v in RPR_VALUES.values()]):.4f}"
+    for profile in ("paper", "quick"):
+        for suffix in (".csv", ".md", ".tex"):
+            assert (out / "tables" / f"claims_{profile}{suffix}").is_file()
+    md = (out / "tables" / "claims_paper.md").read_text()
+    assert "| M test accuracy | Sec. 2.3 | 0.9885 | " + mean in md
+    assert "not comparable (data.train_images differs from the source)" in md
+    assert "not run" in md  # the real claims.yaml asks for eps 0.2 / 0.3, which these runs lack
+    tex_table = (out / "tables" / "claims_paper.tex").read_text()
+    assert mean in tex_table and r"\toprule" in tex_table and "M\\_R test accuracy" in tex_table
+    reproduction = (out / "REPRODUCTION.md").read_text()
+    assert "## Profile `paper`" in reproduction and "## Profile `quick`" in reproduction
+    assert mean in reproduction and "0.9885" in reproduction
+    assert "![RPR paper Fig. 3" in reproduction and "../figures/paper/fig3_robust_ratio_M.png" in reproduction
+    assert "Missing from" in reproduction and "fig4_robust_per_class" in reproduction
+    assert "rpr_mnist/seed_3" in reproduction  # the failed run is named, not averaged in
+    assert "No figures found" in reproduction  # quick has none
+    report = (out / "report.tex").read_text()
+    assert r"\input{tables/claims_paper.tex}" in report and r"\input{tables/claims_quick.tex}" in report
+    assert r"keepaspectratio]{../figures/paper/fig3_robust_ratio_M.pdf}" in report
+    assert report.strip().endswith(r"\end{document}") and "placeholder" not in report.lower()
+    assert "profile paper: 17 claims" in capsys.readouterr().out
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_report_bad_profile_is_one_error_line(runs_root, tmp_path, capsys):
+    assert report_main(["--profile", "../x", "--root", str(runs_root), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: profile '../x' is not a plain name") and err.count("\n") == 1
