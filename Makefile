@@ -8,7 +8,9 @@
 PYTHON   ?= python3.11
 VENV     ?= .venv
 PROFILE  ?= paper
-OUTPUT   ?= outputs
+# Runs, the model cache and the results store all live under OUTPUT ($ROBUSTLAB_OUTPUT if set).
+OUTPUT   := $(or $(OUTPUT),$(ROBUSTLAB_OUTPUT),outputs)
+export ROBUSTLAB_OUTPUT := $(OUTPUT)
 FIGURES  ?= figures
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
@@ -47,12 +49,16 @@ results: $(STAMP)
 
 # The claims tables and paper/REPRODUCTION.md always; the PDF only where latexmk is installed.
 paper: $(STAMP)
-	$(BIN)/robustlab-report --root $(OUTPUT)
+	$(BIN)/robustlab-report --root $(OUTPUT) --figures-root $(FIGURES) --readme README.md
 	@if command -v latexmk >/dev/null; then cd paper && latexmk -pdf -interaction=nonstopmode -quiet report.tex; \
 	else echo "skipped: latexmk not installed, so no paper/report.pdf (paper/REPRODUCTION.md has the same tables and figures)"; fi
 
+# Speed, not correctness (benchmarks/README.md): tables on stdout, CSV/JSON in benchmarks/results/.
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/rpr_throughput.py
+	$(BIN)/python benchmarks/rpr_scaling.py
+	$(BIN)/python benchmarks/lightning_overhead.py
+	$(BIN)/python benchmarks/peak_fraction.py
 
 data-fashion-mnist:
 	@test -d $(DEBIAN_FASHION) || { echo "error: $(DEBIAN_FASHION) not found; run 'apt-get install dataset-fashion-mnist' first"; exit 2; }

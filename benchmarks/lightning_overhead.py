@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import DEFAULT_OUT, header, markdown, save  # noqa: E402
+from report import common_args, header, markdown, save  # noqa: E402
 
 from robustlab.data import load_split  # noqa: E402
 from robustlab.errors import RobustlabError  # noqa: E402
@@ -38,14 +38,12 @@ from robustlab.models import SimpleCNN  # noqa: E402
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help=f"torch threads (default {torch.get_num_threads()})")
     p.add_argument("--images", type=int, default=4096, help="training images (default 4096)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128, as the pipelines")
     p.add_argument("--epochs", type=int, default=2, help="default 2")
     p.add_argument("--repeats", type=int, default=3, help="alternating repeats of both paths; the median is reported (default 3)")
     p.add_argument("--data-root", default=os.environ.get("ROBUSTLAB_DATA"), help="MNIST root (default $ROBUSTLAB_DATA; synthetic without it)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for lightning_overhead.csv/.json (default {DEFAULT_OUT})")
+    common_args(p, "lightning_overhead")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 

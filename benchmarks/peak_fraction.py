@@ -22,19 +22,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import DEFAULT_OUT, header, markdown, save  # noqa: E402
+from report import common_args, header, markdown, save  # noqa: E402
 
 from robustlab.models import SimpleCNN  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help=f"torch threads (default {torch.get_num_threads()})")
     p.add_argument("--batch", type=int, default=1024, help="forward batch size (default 1024)")
     p.add_argument("--matmul", type=int, default=2048, help="side n of the n x n float32 matrix product (default 2048)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of each; the median is reported (default 5)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for peak_fraction.csv/.json (default {DEFAULT_OUT})")
+    common_args(p, "peak_fraction")
     return p.parse_args()
 
 

@@ -31,6 +31,13 @@ def load_average() -> str:
         return "n/a"
 
 
+def common_args(p, out_name: str) -> None:
+    """--device, --threads and --out: the same meaning in every benchmark."""
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help=f"torch threads (default {torch.get_num_threads()})")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for {out_name}.csv/.json (default {DEFAULT_OUT})")
+
+
 def machine(device: torch.device | str = "cpu") -> dict:
     device = torch.device(device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None

@@ -32,7 +32,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from robustlab.data import load_split
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import cpu_model, load_average  # noqa: E402
+
+from robustlab.data import load_split  # noqa: E402
 from robustlab.errors import RobustlabError
 from robustlab.models import SimpleCNN
 from robustlab.robustness import make_perturbation, measure_rpr, perturb_at
@@ -65,22 +68,7 @@ def sync(device: torch.device) -> None:
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 def rpr_settings() -> dict:

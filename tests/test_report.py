@@ -192,6 +192,144 @@ def test_report_writes_tables_markdown_and_latex_with_the_numbers(runs_root, tmp
 
 
 def test_report_bad_profile_is_one_error_line(runs_root, tmp_path, capsys):
-    assert report_main(["--profile", "../x", "--root", str(runs_root), "--out", str(tmp_path / "p")]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        report_main(["--profile", "../x", "--root", str(runs_root), "--out", str(tmp_path / "p")])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: profile '../x' is not a plain name") and err.count("\n") == 1
+
+
+def test_report_covers_every_profile_present_by_default(runs_root, tmp_path):
+    from robustlab.paper import present_profiles
+
+    assert present_profiles(runs_root)[0] == "paper"
+    with pytest.raises(RobustlabError, match="no profile under"):
+        present_profiles(tmp_path / "nothing")
+
+
+def test_a_claim_is_judged_on_the_protocol_keys_it_depends_on():
+    from robustlab.claims import claim_protocol
+
+    block = {"protocol_check": {"data.train_images": 60000, "subset.per_class_taken": 1500}}
+    assert claim_protocol(block, {"what": "M acc"}) == block["protocol_check"]
+    assert claim_protocol(block, {"what": "M acc", "protocol_keys": ["data.train_images"]}) == {"data.train_images": 60000}
+    with pytest.raises(RobustlabError, match=r"claim 'M acc': protocol_keys \['nope'\] are not in its block's protocol_check"):
+        claim_protocol(block, {"what": "M acc", "protocol_keys": ["nope"]})
+
+
+# ---------------------------------------------------------------------------------------------
+# Other measured results and the README block
+# ---------------------------------------------------------------------------------------------
+
+READINGS = {("uniform", "uniform"): 0.90, ("uniform", "binary"): 0.84, ("exact", "uniform"): 0.86, ("exact", "binary"): 0.76}
+
+
+def gan_augment_metrics() -> dict:
+    model = lambda acc, ratio: {"test_accuracy": acc, "test": {"points": 500, "robust_ratio": ratio}}  # noqa: E731
+    return {"experiment": "rpr_gan_augment", "profile": "paper", "seed": 0, "data": {"train_images": 4000},
+            "subset": {"subset_size": 3000}, "gan": {"generated": 1000, "kept": 700, "kept_fraction": 0.7},
+            "M": model(0.97, 0.91), "M_R": model(0.95, 0.92), "M_R_G": model(0.96, 0.93), "wall_time_s": 40.0}
+
+
+def dcgan_metrics(**extra) -> dict:
+    return {"experiment": "dcgan", "profile": "paper", "seed": 0, "wall_time_s": 20.0,
+            "training": {"steps": 630, "epochs": 10, "images": 4000},
+            "quality": {"frechet_distance": 119.88, "frechet_distance_real_vs_real": 22.32, "generated_images": 1000,
+                        "real_images": 1000, "generated_classes": [47, 28, 183, 134, 70, 145, 61, 94, 171, 67],
+                        "class_entropy": 0.94, "classes_covered": 10}} | extra
+
+
+@pytest.fixture
+def measured_root(runs_root):
+    """runs_root plus paper runs of rpr_readings, rpr_gan_augment, dcgan_mnist / dcgan_semi and a timings.json;
+    rpr_sweep and cnn_attack are missing."""
+    paper = runs_root / "reproduce" / "paper"
+    (paper / "rpr_readings").mkdir()
+    (paper / "rpr_readings" / "multirun.yaml").write_text("hydra: {}\n")
+    for job, ((count, value), ratio) in enumerate(READINGS.items()):
+        metrics = {"experiment": "rpr_retrain", "seed": 0, "M": {"test": {"points": 2000, "robust_ratio": ratio}}, "wall_time_s": 10.0}
+        write_run(paper / "rpr_readings" / str(job), config("rpr_sweep", 0, perturbation={"name": "pixels", "count": count, "value": value}), metrics)
+    write_run(paper / "rpr_gan_augment", config("rpr_gan_augment", 0), gan_augment_metrics())
+    write_run(paper / "dcgan_mnist", config("dcgan_mnist", 0), dcgan_metrics())
+    semi = {"labelled_images": 100, "gan_discriminator_test_accuracy": 0.7687, "labels_only_test_accuracy": 0.7533}
+    write_run(paper / "dcgan_semi", config("dcgan_mnist", 0), dcgan_metrics(semi_supervised=semi))
+    (paper / "timings.json").write_text('{"rpr_readings": 55.5, "dcgan_mnist": 30.0}')
+    return runs_root
+
+
+def test_measured_tables_hold_the_runs_numbers(measured_root):
+    from robustlab.report_results import measured_tables
+
+    tables = {t.title: t for t in measured_tables(measured_root, "paper")}
+    readings = tables["RPR: readings of the pixel scheme"]
+    assert readings.rows == [[c, v, f"{r:.4f}", "2000"] for (c, v), r in READINGS.items()]
+    augment = tables["RPR + GAN augmentation: M, M_R, M_R+G"]
+    assert augment.rows == [["0", "M", "4000", "0.9700", "0.9100", "500"], ["0", "M_R", "3000", "0.9500", "0.9200", "500"],
+                            ["0", "M_R+G", "3700", "0.9600", "0.9300", "500"]]
+    assert "700 of 1000 generated images kept" in augment.caption
+    dcgan = tables["DCGAN: sample quality"]
+    assert dcgan.header == ["quantity", "dcgan_mnist (seed 0)", "dcgan_semi (seed 0)"]
+    cells = {row[0]: row[1:] for row in dcgan.rows}
+    assert cells["Fréchet distance, generated vs real"] == ["119.9", "119.9"]
+    assert cells["Fréchet distance, real vs real (floor)"] == ["22.3", "22.3"]
+    assert cells["predicted classes of generated images (0-9)"][0] == "47, 28, 183, 134, 70, 145, 61, 94, 171, 67"
+    assert cells["training steps"] == ["630", "630"]
+    assert cells["test accuracy, GAN discriminator"] == ["-", "0.7687"]  # only the semi-supervised run has it
+    assert "predicted classes of real images (0-9)" not in cells  # no run logged it: no empty row
+    assert "not the Inception FID" in dcgan.caption
+    wall = {row[0]: row[1:] for row in tables["Wall time per run group"].rows}
+    assert wall["rpr_readings"] == ["4", "40.0", "55.5"] and wall["rpr_gan_augment"] == ["1", "40.0", "-"]
+    assert wall["total"][2] == "85.5"
+    assert tables["RPR: perturbation schemes over seeds"].note == "No finished run in `reproduce/paper/rpr_sweep`; table skipped."
+    assert tables["CNN under FGSM and PGD"].note.startswith("No finished run in `reproduce/paper/cnn_attack`")
+
+
+def test_report_shows_the_measured_results_and_notes_missing_groups(measured_root, tmp_path):
+    out = tmp_path / "paper"
+    assert report_main(["--profile", "paper", "--profile", "quick", "--root", str(measured_root),
+                        "--figures-root", str(tmp_path / "figures"), "--out", str(out)]) == 0
+    reproduction = (out / "REPRODUCTION.md").read_text()
+    paper_part, quick_part = reproduction.split("## Profile `quick`")
+    assert "### Other measured results" in paper_part and "### Other measured results" in quick_part
+    assert "| uniform | binary | 0.8400 | 2000 |" in paper_part
+    assert "| 0 | M_R+G | 3700 | 0.9600 | 0.9300 | 500 |" in paper_part
+    assert "| Fréchet distance, generated vs real | 119.9 | 119.9 |" in paper_part
+    assert paper_part.count("table skipped") == 2  # rpr_sweep, cnn_attack
+    assert "No finished run in `reproduce/quick/dcgan_mnist`; table skipped." in quick_part
+    report = (out / "report.tex").read_text()
+    assert r"\subsection{Other measured results}" in report and "M\\_R+G & 3700 & 0.9600" in report
+    assert r"\paragraph{CNN under FGSM and PGD} No finished run in reproduce/paper/cnn\_attack" in report
+
+
+README_TEXT = "# Project\n\nintro\n\n<!-- generated:claims:start -->\nold table\n<!-- generated:claims:end -->\n\nafter\n"
+
+
+def test_readme_block_is_replaced_between_the_markers_idempotently(runs_root, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README_TEXT)
+    argv = ["--profile", "paper", "--root", str(runs_root), "--figures-root", str(tmp_path / "f"), "--out", str(tmp_path / "p"), "--readme", str(readme)]
+    assert report_main(argv) == 0
+    first = readme.read_text()
+    assert first.startswith("# Project\n\nintro\n\n<!-- generated:claims:start -->\n") and first.endswith("<!-- generated:claims:end -->\n\nafter\n")
+    assert "old table" not in first
+    block = first.split("<!-- generated:claims:start -->")[1].split("<!-- generated:claims:end -->")[0]
+    mean = np.mean([v[0] for v in RPR_VALUES.values()])
+    assert "| claim | claimed | reproduced mean [95% CI] | n | verdict |" in block
+    assert f"| M test accuracy | 0.9885 | {mean:.4f} [" in block
+    assert f"generated by `make paper` from the runs under {runs_root.as_posix()}/reproduce/paper/" in block
+    assert report_main(argv) == 0
+    assert readme.read_text() == first
+    assert not list(tmp_path.glob(".README.md.*"))
+
+
+def test_readme_without_markers_is_one_error_line(runs_root, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n<!-- generated:claims:start -->\n")
+    out = tmp_path / "p"
+    with pytest.raises(SystemExit) as exit_:
+        report_main(["--profile", "paper", "--root", str(runs_root), "--out", str(out), "--readme", str(readme)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {readme}: needs the marker lines")
+    assert "<!-- generated:claims:start -->" in err and "<!-- generated:claims:end -->" in err
+    assert readme.read_text() == "# Project\n<!-- generated:claims:start -->\n" and not out.exists()  # nothing written

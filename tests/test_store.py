@@ -140,6 +140,8 @@ def test_bad_root_is_one_error_line(tmp_path, capsys):
     with pytest.raises(RobustlabError, match="is not a folder"):
         collect_runs(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    assert main(["--root", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["--root", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no finished run under") and err.count("\n") == 1

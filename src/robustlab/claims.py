@@ -63,6 +63,19 @@ def claimed_values(claim: dict, runs: dict[str, dict], where: str) -> list[float
     return [float(r["metrics"][claim["key"]]) for r in runs.values()]
 
 
+def claim_protocol(block: dict, claim: dict) -> dict:
+    """The part of the block's protocol_check a claim depends on (``protocol_keys``; default: all of it).
+
+    M's test accuracy does not depend on how many robust images M_R was trained on, so a run that
+    could not take 1,500 per class is still comparable on M's numbers.
+    """
+    check = block.get("protocol_check") or {}
+    keys = claim.get("protocol_keys", list(check))
+    unknown = [k for k in keys if k not in check]
+    require(not unknown, f"claim '{claim['what']}': protocol_keys {unknown} are not in its block's protocol_check")
+    return {k: check[k] for k in keys}
+
+
 def protocol_differences(check: dict, runs: dict[str, dict], where: str) -> tuple[str, list[str]]:
     """The runs' protocol as text (only what differs from the source) and the keys that differ."""
     differing, parts = [], []
@@ -113,7 +126,7 @@ def claim_row(experiment: str, block: dict, claim: dict, runs: dict[str, dict], 
     finite = [v for v in values if not math.isnan(v)]
     interval = bootstrap_mean(finite) if finite else empty_interval()
     status = ci_status(row["claimed"], interval, len(values) - len(finite))
-    protocol, differing = protocol_differences(block.get("protocol_check"), chosen, where)
+    protocol, differing = protocol_differences(claim_protocol(block, claim), chosen, where)
     seeds = ", ".join(_number(s) for s in sorted(float(r["seed"]) for r in chosen.values()))
     return row | _interval_columns(interval) | {"seeds": seeds, "protocol": protocol, "ci_status": status, "verdict": verdict(status, differing)}
 

@@ -1,5 +1,8 @@
 """The one error type users see: a single line that says what was wrong and how to fix it."""
 
+import sys
+from contextlib import contextmanager
+
 
 class RobustlabError(Exception):
     """Bad input or configuration; the CLI prints ``str(error)`` alone, without a traceback."""
@@ -9,3 +12,13 @@ def require(condition: bool, message: str) -> None:
     """Raise ``RobustlabError(message)`` unless ``condition`` holds."""
     if not condition:
         raise RobustlabError(message)
+
+
+@contextmanager
+def one_line_errors():
+    """The boundary of every console command: bad input ends it with one ``error:`` line and exit 2."""
+    try:
+        yield
+    except RobustlabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from robustlab.errors import RobustlabError, require
+from robustlab.errors import RobustlabError, one_line_errors, require
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
@@ -193,10 +193,11 @@ def draw_figures(experiments: list[Experiment], ctx: Context) -> int:
     """
     from robustlab.plotting.cli import main as plot
 
-    values, failures = ctx.values(load()), 0
+    every = load()  # a figure may read a group another experiment file runs
+    values, groups, failures = ctx.values(every), {g.name: g for e in every for g in e.groups}, 0
     for experiment in experiments:
         for figure in experiment.figures:
-            if not figure_ready(figure, experiments, ctx, values):
+            if not figure_ready(figure, groups, ctx, values):
                 continue
             argv = shlex.split(expand(figure["command"], values))
             require(argv[0] == "robustlab-plot", f"{experiment.path}: figure commands run robustlab-plot, got {argv[0]}")
@@ -207,8 +208,8 @@ def draw_figures(experiments: list[Experiment], ctx: Context) -> int:
     return failures
 
 
-def figure_ready(figure: dict, experiments: list[Experiment], ctx: Context, values: dict[str, str]) -> bool:
-    groups = {g.name: g for e in load() for g in e.groups}
+def figure_ready(figure: dict, groups: dict[str, Group], ctx: Context, values: dict[str, str]) -> bool:
+    """Whether every run group the figure reads has finished jobs; says which are missing and how to make them."""
     ready = True
     for name in figure.get("needs", []):
         require(name in groups, f"figure '{figure['command']}' needs unknown run group '{name}'")
@@ -216,9 +217,8 @@ def figure_ready(figure: dict, experiments: list[Experiment], ctx: Context, valu
         for job in failed:
             print(f"not finished: {job} (no metrics.json; skipped)", file=sys.stderr)
         if not done:
-            group = groups[name]
-            print(f"missing: run '{name}' in {ctx.run_dir / name}; produce it with: {shlex.join(group_command(group, ctx, values))}",
-                  file=sys.stderr)
+            command = shlex.join(group_command(groups[name], ctx, values))
+            print(f"missing: run '{name}' in {ctx.run_dir / name}; produce it with: {command}", file=sys.stderr)
             ready = False
     return ready
 
@@ -251,7 +251,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    try:
+    with one_line_errors():
         ctx = Context(args.profile, args.output, args.figures_root, os.environ.get("ROBUSTLAB_DATA", "data"))
         seeds(args.profile)  # an unknown profile fails here, before anything runs
         experiments = load(only=args.only)
@@ -260,9 +260,6 @@ def main(argv: list[str] | None = None) -> None:
         if args.action == "run":
             run_groups(experiments, ctx)
         failures = draw_figures(experiments, ctx)
-    except RobustlabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     require_no_failures(failures)
 
 

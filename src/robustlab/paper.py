@@ -1,10 +1,12 @@
 """``robustlab-report``: the claims-vs-results tables and the reproduction report, from logged runs only.
 
-  robustlab-report [--profile paper] [--profile quick] [--root outputs] [--figures-root figures] [--out paper]
+  robustlab-report [--profile paper] [--profile quick] [--root outputs] [--figures-root figures] [--out paper] [--readme README.md]
 
 writes, for each profile, OUT/tables/claims_<profile>.{csv,md,tex}, and OUT/REPRODUCTION.md and
-OUT/report.tex with one section per profile: the claims table, then the figures found in
-FIGURES_ROOT/<profile>/ (a note names the expected ones that are missing). Every sentence is either
+OUT/report.tex with one section per profile: the claims table, the other measured results
+(robustlab.report_results), then the figures found in FIGURES_ROOT/<profile>/ (a note names the
+expected ones that are missing). With --readme FILE it also rewrites the compact claims tables
+between the ``generated:claims`` marker lines of FILE. Every sentence is either
 fixed method text or a number read from the runs; nothing is written that the data do not say.
 Bad input ends with one ``error:`` line on stderr and exit status 2.
 """
@@ -12,7 +14,6 @@ Bad input ends with one ``error:`` line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
@@ -21,7 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from robustlab.claims import NOT_RUN, claims_frame, group_path, profile_runs
-from robustlab.errors import RobustlabError, require
+from robustlab.errors import one_line_errors, require
+from robustlab.report_results import Table, measured_tables
+from robustlab.report_results import num as _num
 from robustlab.reporting import CLAIMS, claim_blocks, load_claims
 from robustlab.stats import LEVEL, RESAMPLES
 from robustlab.store import collect_runs, report_skipped
@@ -57,10 +60,6 @@ METHOD = (f"Each claim is compared with the runs of its run group, one run per s
           "otherwise not comparable, naming what differs.")
 
 
-def _num(value: float, digits: int = 4) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
 def _ci(row) -> str:
     return "-" if row["n"] == 0 else f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
 
@@ -73,11 +72,16 @@ def _cells(row) -> list[str]:
 HEADER = ["claim", "where", "claimed", "reproduced mean", "95% CI", "n seeds", "protocol of the runs", "CI status", "verdict"]
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
+def markdown_grid(header: list[str], rows: list[list]) -> str:
+    """Every Markdown table of the report: the claims and the other measured results."""
     cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(cell(c) for c in _cells(row)) + " |" for _, row in frame.iterrows()]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    return markdown_grid(HEADER, [_cells(row) for _, row in frame.iterrows()])
 
 
 TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -88,17 +92,20 @@ def tex(text) -> str:
     return "".join(TEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def tex_table(frame: pd.DataFrame) -> str:
-    """A booktabs tabular (no float), for \\input in a table or a page of its own."""
-    head = ["claim", "claimed", "mean", "95\\% CI", "$n$", "protocol of the runs", "CI status", "verdict"]
-    lines = [r"{\footnotesize\setlength{\tabcolsep}{3pt}", r"\begin{tabular}{p{3.0cm}rrlrp{3.5cm}p{1.7cm}p{1.8cm}}", r"\toprule",
+def tex_grid(head: list[str], rows: list[list], spec: str) -> str:
+    """Every booktabs tabular of the report (no float); ``head`` is LaTeX already, the cells are escaped."""
+    lines = [r"{\footnotesize\setlength{\tabcolsep}{3pt}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(head) + r" \\", r"\midrule"]
-    for _, row in frame.iterrows():
-        cells = [row["claim"], _num(row["claimed"]), _num(row["mean"]), _ci(row), row["n"], row["protocol"] or "-",
-                 row["ci_status"], _short_verdict(row["verdict"])]
-        lines.append(" & ".join(tex(c) for c in cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}}"]
-    return "\n".join(lines) + "\n"
+    lines += [" & ".join(tex(c) for c in row) + r" \\" for row in rows]
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}"]) + "\n"
+
+
+def tex_table(frame: pd.DataFrame) -> str:
+    """The claims tabular, for \\input in a table or a page of its own."""
+    head = ["claim", "claimed", "mean", "95\\% CI", "$n$", "protocol of the runs", "CI status", "verdict"]
+    rows = [[row["claim"], _num(row["claimed"]), _num(row["mean"]), _ci(row), row["n"], row["protocol"] or "-",
+             row["ci_status"], _short_verdict(row["verdict"])] for _, row in frame.iterrows()]
+    return tex_grid(head, rows, "p{3.0cm}rrlrp{3.5cm}p{1.7cm}p{1.8cm}")
 
 
 def _short_verdict(text: str) -> str:
@@ -162,8 +169,10 @@ def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[s
         lines.append(f"- Source protocol, `{experiment}` ({block['source']}): {block['protocol']}")
         if not block["claims"]:
             lines.append(f"  - `{experiment}`: the source states no quantitative claim (see paper/claims.yaml).")
+    lines += ["", "### Other measured results", "", f"Read from the runs' metrics.json under `{root / 'reproduce' / profile}`.", ""]
+    lines += [line for table in context["measured"][profile] for line in markdown_measured(table)]
     shown, missing = figures(context["figures_root"] / profile)
-    lines += ["", "### Figures", ""]
+    lines += ["### Figures", ""]
     for path in shown:
         lines += [f"![{caption(path)}]({_rel(path, out)})", "", f"*{path.name}*: {caption(path)}.", ""]
     if not shown:
@@ -171,6 +180,12 @@ def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[s
     if missing:
         lines += [f"Missing from `{context['figures_root'] / profile}`: {', '.join(missing)}.", ""]
     return lines
+
+
+def markdown_measured(table: Table) -> list[str]:
+    if table.note:
+        return [f"#### {table.title}", "", table.note, ""]
+    return [f"#### {table.title}", "", table.caption, "", markdown_grid(table.header, table.rows).rstrip(), ""]
 
 
 def reproduction_md(tables: dict[str, pd.DataFrame], context: dict) -> str:
@@ -188,7 +203,9 @@ def tex_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
         lines.append(rf"\item {tex(experiment)}: run group \texttt{{{tex(group)}}}, {_runs(n)} (seeds {tex(seeds)}).")
     lines += [r"\end{itemize}", tex(counts(table)) + ".", "", r"\begin{table}[H]\centering",
               rf"\input{{tables/claims_{profile}.tex}}",
-              rf"\caption{{Claims of the sources vs the runs of profile {tex(profile)}.}}", r"\end{table}", ""]
+              rf"\caption{{Claims of the sources vs the runs of profile {tex(profile)}.}}", r"\end{table}", "",
+              r"\subsection{Other measured results}"]
+    lines += [line for table in context["measured"][profile] for line in tex_measured(table, profile)]
     pdfs = [p.with_suffix(".pdf") for p in figures(context["figures_root"] / profile)[0] if p.with_suffix(".pdf").is_file()]
     for pdf in pdfs:
         # [H] (float package): figures stay where they are written, so dozens of them never overflow LaTeX's float queue.
@@ -196,6 +213,18 @@ def tex_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
                   rf"\includegraphics[width=0.9\linewidth,height=0.4\textheight,keepaspectratio]{{{_rel(pdf, context['out'])}}}",
                   rf"\caption{{{tex(caption(pdf))} (profile {tex(profile)}).}}", r"\end{figure}", ""]
     return lines + [r"\clearpage", ""]
+
+
+def tex_measured(table: Table, profile: str) -> list[str]:
+    if table.note:
+        return [rf"\paragraph{{{tex(table.title)}}} {_tex_prose(table.note)}", ""]
+    return [r"\begin{table}[H]\centering", tex_grid([tex(h) for h in table.header], table.rows, table.align).rstrip(),
+            rf"\caption{{{tex(table.title)} (profile {tex(profile)}). {_tex_prose(table.caption)}}}", r"\end{table}", ""]
+
+
+def _tex_prose(text: str) -> str:
+    # Markdown code quotes would print as LaTeX opening quotes.
+    return tex(text.replace("`", ""))
 
 
 def report_tex(tables: dict[str, pd.DataFrame], context: dict) -> str:
@@ -215,6 +244,31 @@ def report_tex(tables: dict[str, pd.DataFrame], context: dict) -> str:
     return "\n".join(lines + [r"\end{document}"]) + "\n"
 
 
+README_START, README_END = "<!-- generated:claims:start -->", "<!-- generated:claims:end -->"
+README_HEADER = ["claim", "claimed", "reproduced mean [95% CI]", "n", "verdict"]
+
+
+def readme_block(tables: dict[str, pd.DataFrame], root: Path) -> str:
+    """The compact claims tables for the README, one per profile."""
+    lines = []
+    for profile, table in tables.items():
+        rows = [[row["claim"], _num(row["claimed"]), "-" if row["n"] == 0 else f"{_num(row['mean'])} {_ci(row)}", row["n"], row["verdict"]]
+                for _, row in table.iterrows()]
+        lines += [f"**Profile `{profile}`** ({counts(table)})", "", markdown_grid(README_HEADER, rows).rstrip(), "",
+                  f"generated by `make paper` from the runs under {Path(root, 'reproduce', profile).as_posix()}/", ""]
+    return "\n".join(lines)
+
+
+def split_readme(path: Path) -> tuple[str, str]:
+    """``path``'s text up to and including the start marker, and from the end marker on."""
+    require(path.is_file(), f"--readme {path}: no such file")
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    require(start >= 0 and end > start and text.count(README_START) == text.count(README_END) == 1,
+            f"{path}: needs the marker lines '{README_START}' and '{README_END}' (once each, start first) around the generated claims")
+    return text[: start + len(README_START)] + "\n", text[end:]
+
+
 def write_text(path: Path, text: str) -> Path:
     # Imported here: robustlab.results pulls in torch, which --help should not wait for.
     from robustlab.results import atomic_write_bytes
@@ -229,19 +283,26 @@ def write_tables(profile: str, table: pd.DataFrame, out: Path) -> list[Path]:
             write_text(stem.with_suffix(".tex"), tex_table(table))]
 
 
-def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims_path: Path = CLAIMS) -> list[Path]:
+def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims_path: Path = CLAIMS,
+          readme: Path | None = None) -> list[Path]:
     """Every file of the report; the claims tables are computed once and shared by all of them."""
     require(len(set(profiles)) == len(profiles), f"a profile is named twice: {profiles}")
+    # Checked first: a README without its markers fails before any run is read or file written.
+    readme_parts = split_readme(readme) if readme is not None else None
     for profile in profiles:
         require(re.fullmatch(r"[A-Za-z0-9_.-]+", profile) is not None, f"profile '{profile}' is not a plain name (e.g. paper, quick)")
     blocks = claim_blocks(load_claims(claims_path))
     store, skipped = collect_runs(root)
     report_skipped(skipped)
     tables = {p: claims_frame(store, p, blocks) for p in profiles}
-    context = {"root": root, "out": out, "figures_root": figures_root, "blocks": blocks, "store": store, "skipped": skipped}
+    measured = {p: measured_tables(root, p) for p in profiles}
+    context = {"root": root, "out": out, "figures_root": figures_root, "blocks": blocks, "store": store, "skipped": skipped,
+               "measured": measured}
     written = [path for p, t in tables.items() for path in write_tables(p, t, out)]
     written.append(write_text(out / "REPRODUCTION.md", reproduction_md(tables, context)))
     written.append(write_text(out / "report.tex", report_tex(tables, context)))
+    if readme is not None:
+        written.append(write_text(readme, readme_parts[0] + readme_block(tables, root) + readme_parts[1]))
     for p, t in tables.items():
         print(f"profile {p}: {counts(t)}")
     return written
@@ -249,21 +310,26 @@ def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="robustlab-report", description="Claims-vs-results tables and the reproduction report, from logged runs.")
-    p.add_argument("--profile", action="append", help="profile to report (repeatable; default: paper)")
+    p.add_argument("--profile", action="append", help="profile to report (repeatable; default: every profile under ROOT/reproduce)")
     p.add_argument("--root", type=Path, default=Path("outputs"), help="folder the runs were written to (default: %(default)s)")
     p.add_argument("--figures-root", type=Path, default=Path("figures"), help="folder holding <profile>/ figure folders (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("paper"), help="folder for tables/, REPRODUCTION.md and report.tex (default: %(default)s)")
     p.add_argument("--claims", type=Path, default=CLAIMS, help="claims file (default: paper/claims.yaml)")
+    p.add_argument("--readme", type=Path, help=f"also rewrite the compact claims tables between {README_START} and {README_END} in this file")
     return p
+
+
+def present_profiles(root: Path) -> list[str]:
+    """Every profile with a reproduce folder under the root (paper first), so one report covers both."""
+    found = sorted((p.name for p in (Path(root) / "reproduce").glob("*") if p.is_dir()), key=lambda name: (name != "paper", name))
+    require(found, f"no profile under {Path(root) / 'reproduce'}; run `make reproduce PROFILE=quick` first, or pass --profile")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        written = build(args.profile or ["paper"], args.root, args.figures_root, args.out, args.claims)
-    except RobustlabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with one_line_errors():
+        written = build(args.profile or present_profiles(args.root), args.root, args.figures_root, args.out, args.claims, args.readme)
     print("\n".join(str(p) for p in written))
     return 0
 

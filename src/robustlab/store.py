@@ -25,7 +25,7 @@ from typing import Iterator
 import pandas as pd
 import yaml
 
-from robustlab.errors import RobustlabError, require
+from robustlab.errors import RobustlabError, one_line_errors, require
 
 METRICS = "metrics.json"
 COLUMNS = ["run_dir", "group", "name", "experiment", "profile", "seed", "metric", "value"]
@@ -179,15 +179,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
+    with one_line_errors():
         frame, skipped = collect_runs(args.root)
         report_skipped(skipped)
         runs = frame["run_dir"].nunique()
         require(runs > 0, f"no finished run under {args.root} (a run folder holds .hydra/config.yaml and {METRICS})")
         written = write_store(frame, args.out)
-    except RobustlabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     print(f"{runs} runs, {len(frame)} rows, {len(skipped)} skipped -> {', '.join(str(p) for p in written)}")
     return 0
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from robustlab import results
 from robustlab.config import build
 from robustlab.data.binary import BinaryDataModule
-from robustlab.errors import RobustlabError, require
+from robustlab.errors import require
 from robustlab.models.linear_hinge import LinearHinge
 from robustlab.pipelines.training import fit_classifier, timed
 from robustlab.reporting import claims_table

@@ -12,10 +12,9 @@ Bad input ends with one ``error:`` line on stderr and exit status 2, never a tra
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from robustlab.errors import RobustlabError
+from robustlab.errors import one_line_errors
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,11 +67,8 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    try:
+    with one_line_errors():
         written = run(args)
-    except RobustlabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     for path in written:
         print(path)
 

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 
 from robustlab import results
-from robustlab.errors import RobustlabError, require
+from robustlab.errors import require
 from robustlab.plotting.bands import BAND_MEANING, interval, seed_band, seeds_text, with_ci
 from robustlab.plotting.rpr import job_dirs, notice
 from robustlab.plotting.style import PALETTE, finish, joined, provenance, save_figure, themed

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from robustlab import results
-from robustlab.errors import RobustlabError, require
+from robustlab.errors import one_line_errors, require
 from robustlab.robustness.rpr import RPRResult
 
 SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -137,11 +136,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    try:
+    with one_line_errors():
         written = merge_multirun(args.multirun, args.out)
-    except RobustlabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     for path in written:
         print(path)
 
