@@ -261,3 +261,23 @@ def test_m_r_does_not_depend_on_where_m_came_from(tiny_mnist_root, tmp_path):
     (trained_source, trained_r, trained_csv), (cached_source, cached_r, cached_csv) = outcomes
     assert trained_source == "trained in this run" and cached_source != trained_source
     assert trained_r == cached_r and trained_csv == cached_csv
+
+
+# ---------------------------------------------------------------------------------------------
+# Reusing a run's RPR of M (rpr.reuse_from)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_reused_rpr_of_m_gives_the_run_it_came_from(full_run, tiny_mnist_root, tmp_path):
+    source, metrics = full_run
+    again = run_pipeline(tiny_mnist_root, tmp_path, checkpoint=str(source / "M.ckpt"), **{"rpr.reuse_from": str(source)})
+    for name in ("M_test", "M_train", "M_R_test"):
+        assert (tmp_path / f"rpr_{name}.csv").read_text() == (source / f"rpr_{name}.csv").read_text(), name
+    assert again["M"] == metrics["M"] and again["M_R"] == metrics["M_R"]
+    assert again["timings_s"]["rpr_M_test"] == 0.0 and again["timings_s"]["rpr_M_train"] == 0.0
+
+
+def test_reuse_from_a_run_of_another_seed_is_one_line(full_run, tiny_mnist_root, tmp_path):
+    source, _ = full_run
+    with pytest.raises(RobustlabError, match=r"^rpr.reuse_from=.*: its rpr_M_test.csv was measured with another seed, points; drop rpr.reuse_from"):
+        run_pipeline(tiny_mnist_root, tmp_path, checkpoint=str(source / "M.ckpt"), seed=1, **{"rpr.reuse_from": str(source)})

@@ -154,6 +154,9 @@ class RPRRetrain:
     def measure_points(self, model, split: Split, name: str) -> RPRResult:
         """RPR of ``split``; under trainer=ddp / ddp_cpu each process measures positions rank, rank+world, ...
         and every process gets the merged result, which rank 0 alone saves."""
+        logged = self.reused(model, split, name)
+        if logged is not None:
+            return logged
         if self.processes is None:
             return self.measure(model, split, name)
 
@@ -169,6 +172,30 @@ class RPRRetrain:
         if is_rank_zero():
             results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
         return result
+
+    def reused(self, model, split: Split, name: str) -> RPRResult | None:
+        """M's RPR as logged by an earlier run (``rpr.reuse_from``), when it measured exactly this: the
+        same M (hash of its weights), seed, scheme, MAX_STEPS and points (indices and labels). Anything else is one
+        line, never a silent mix of two runs' numbers."""
+        source = self.cfg.rpr.get("reuse_from")
+        if not source or name not in ("M_test", "M_train"):
+            return None
+        folder = Path(source)
+        logged, other = results.load_rpr(folder / f"rpr_{name}.csv"), results.read_json(folder / results.METRICS)
+        earlier_m = load_classifier(get_class(self.cfg.model._target_), folder / "M.ckpt")
+        same = {
+            "M": model_digest(earlier_m) == model_digest(model), "seed": other.get("seed") == self.cfg.seed,
+            "scheme": other.get("perturbation") == self.perturbation.describe(), "MAX_STEPS": logged.max_steps == self.cfg.rpr.max_steps,
+            "points": np.array_equal(logged.index, split.index.numpy()) and np.array_equal(logged.label, split.labels.numpy()),
+        }
+        differ = [what for what, ok in same.items() if not ok]
+        require(not differ, f"rpr.reuse_from={folder}: its rpr_{name}.csv was measured with another {', '.join(differ)}; "
+                "drop rpr.reuse_from to measure here")
+        if is_rank_zero():
+            results.save_rpr(self.run_dir / f"rpr_{name}.csv", logged)
+        log.info("RPR %s taken from %s (same M, seed, scheme, MAX_STEPS and points)", name, folder)
+        self.timings[f"rpr_{name}"] = 0.0
+        return logged
 
     @contextmanager
     def _saving_elsewhere(self):
