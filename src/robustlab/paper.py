@@ -293,7 +293,7 @@ def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims
         require(re.fullmatch(r"[A-Za-z0-9_.-]+", profile) is not None, f"profile '{profile}' is not a plain name (e.g. paper, quick)")
     blocks = claim_blocks(load_claims(claims_path))
     store, skipped = collect_runs(root)
-    report_skipped(skipped)
+    report_skipped([s for s in skipped if (Path(root) / "reproduce") in s.path.parents])  # the report's runs only
     tables = {p: claims_frame(store, p, blocks) for p in profiles}
     measured = {p: measured_tables(root, p) for p in profiles}
     context = {"root": root, "out": out, "figures_root": figures_root, "blocks": blocks, "store": store, "skipped": skipped,
