@@ -112,3 +112,13 @@ def test_make_figures_with_runs_missing_draws_what_it_can_and_names_the_rest(tin
     for missing in ("rpr_sweep", "rpr_readings", "linear_robust", "dcgan_mnist", "rpr_gan_augment"):
         assert re.search(rf"missing: run '{missing}' .*; produce it with: robustlab ", make.stderr), missing
     assert "Traceback" not in make.stderr
+
+
+def test_one_experiment_alone_still_finds_the_groups_of_others(tmp_path, monkeypatch):
+    """`make reproduce ONLY=rpr_gan_augment` runs only its group, with rpr_mnist's folder filled in."""
+    calls = []
+    monkeypatch.setattr(ex.subprocess, "call", lambda argv: calls.append(argv) or 0)
+    ctx = ex.Context("quick", tmp_path, tmp_path / "figures", "data")
+    ex.run_groups(ex.load(only="rpr_gan_augment"), ctx)
+    assert len(calls) == 1 and f"checkpoint={ctx.run_dir / 'rpr_mnist'}/seed_0/M.ckpt" in calls[0]
+    assert (ctx.run_dir / "timings.json").is_file()

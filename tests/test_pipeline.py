@@ -274,6 +274,8 @@ def test_reused_rpr_of_m_gives_the_run_it_came_from(full_run, tiny_mnist_root, t
     for name in ("M_test", "M_train", "M_R_test"):
         assert (tmp_path / f"rpr_{name}.csv").read_text() == (source / f"rpr_{name}.csv").read_text(), name
     assert again["M"] == metrics["M"] and again["M_R"] == metrics["M_R"]
+    weights = [torch.load(d / "M_R.ckpt", weights_only=False)["state_dict"] for d in (source, tmp_path)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # the same M_R, not just the same scores
     assert again["timings_s"]["rpr_M_test"] == 0.0 and again["timings_s"]["rpr_M_train"] == 0.0
 
 

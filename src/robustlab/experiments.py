@@ -161,7 +161,7 @@ def group_state(folder: Path) -> tuple[list[Path], list[Path]]:
 
 def run_groups(experiments: list[Experiment], ctx: Context) -> dict[str, float]:
     """Run every group in order (a group's folder is cleared first: no stale jobs of an older sweep)."""
-    values, timings = ctx.values(experiments), {}
+    values, timings = ctx.values(load()), {}  # a command may name a group of another file (rpr_mnist's M)
     for experiment in experiments:
         for group in experiment.groups:
             if group.requires and not Path(expand(group.requires, values)).exists():

@@ -7,14 +7,13 @@ claims tables. Nothing is trained or recomputed here except the bootstrap over s
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustlab.errors import RobustlabError, require
+from robustlab.errors import RobustlabError
 from robustlab.stats import bootstrap_mean
-from robustlab.store import find_runs, read_metrics
+from robustlab.store import find_runs, read_json_object, read_metrics
 
 
 @dataclass(frozen=True)
@@ -172,12 +171,7 @@ def gan_augment(root: Path, profile: str) -> Table:
 
 
 def _timings(path: Path) -> dict:
-    try:
-        timings = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RobustlabError(f"unreadable {path}: {error}") from None
-    require(isinstance(timings, dict), f"{path} holds a {type(timings).__name__}, not an object of seconds per run group")
-    return timings
+    return read_json_object(path, str(path))
 
 
 def wall_times(root: Path, profile: str) -> Table:

@@ -67,12 +67,17 @@ def _log_tail(run_dir: Path) -> str:
 def read_metrics(run_dir: Path) -> dict:
     path = run_dir / METRICS
     require(path.is_file(), f"no {METRICS} (failed or unfinished){_log_tail(run_dir)}")
+    return read_json_object(path, METRICS)
+
+
+def read_json_object(path: Path, name: str) -> dict:
+    """A JSON file that must hold an object; ``name`` is how the one-line error calls it."""
     try:
-        metrics = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RobustlabError(f"unreadable {METRICS}: {error}") from None
-    require(isinstance(metrics, dict), f"{METRICS} holds a {type(metrics).__name__}, not an object")
-    return metrics
+        raise RobustlabError(f"unreadable {name}: {error}") from None
+    require(isinstance(data, dict), f"{name} holds a {type(data).__name__}, not an object")
+    return data
 
 
 def read_config(run_dir: Path, metrics: dict) -> dict:

@@ -182,7 +182,8 @@ class RPRRetrain:
             return None
         folder = Path(source)
         logged, other = results.load_rpr(folder / f"rpr_{name}.csv"), results.read_json(folder / results.METRICS)
-        earlier_m = load_classifier(get_class(self.cfg.model._target_), folder / "M.ckpt")
+        with torch.random.fork_rng():  # building a model draws global random numbers; M_R's must not shift
+            earlier_m = load_classifier(get_class(self.cfg.model._target_), folder / "M.ckpt")
         same = {
             "M": model_digest(earlier_m) == model_digest(model), "seed": other.get("seed") == self.cfg.seed,
             "scheme": other.get("perturbation") == self.perturbation.describe(), "MAX_STEPS": logged.max_steps == self.cfg.rpr.max_steps,
