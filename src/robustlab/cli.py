@@ -86,7 +86,33 @@ def _main(cfg: DictConfig) -> None:
         raise SystemExit(2) from None
 
 
+def unknown_option(overrides: list[str]) -> str | None:
+    """The first ``group=option`` override naming an option its config group lacks (``hydra/launcher=nope``,
+    ``trainer=tpu``), as one line naming the options there are; None when every option exists.
+
+    Hydra's own message for this spans a dozen lines; checking first keeps every bad input to one line.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl  # the loader Hydra itself lists options with
+    from hydra._internal.utils import create_config_search_path
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONF_DIR))
+    for override in overrides:
+        group, _, value = override.lstrip("+~").partition("=")
+        sweep_function = "(" in value  # choice(...), glob(...): Hydra's own syntax, left to Hydra
+        if override.startswith("-") or not value or sweep_function or "." in group or not loader.repository.group_exists(group):
+            continue
+        options = loader.get_group_options(group)
+        for option in value.split(","):  # a multirun sweeps several
+            if option not in options and option != "null":
+                return f"unknown {group} option '{option}' in {override}; the options are: {', '.join(options)}"
+    return None
+
+
 def main() -> None:
+    problem = unknown_option(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     _main()
 
 
