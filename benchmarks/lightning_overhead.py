@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import common_args, header, markdown, save  # noqa: E402
+from report import header, markdown, parser, save  # noqa: E402
 
 from robustlab.data import load_split  # noqa: E402
 from robustlab.errors import RobustlabError  # noqa: E402
@@ -37,13 +37,12 @@ from robustlab.models import SimpleCNN  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__, "lightning_overhead")
     p.add_argument("--images", type=int, default=4096, help="training images (default 4096)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128, as the pipelines")
     p.add_argument("--epochs", type=int, default=2, help="default 2")
     p.add_argument("--repeats", type=int, default=3, help="alternating repeats of both paths; the median is reported (default 3)")
     p.add_argument("--data-root", default=os.environ.get("ROBUSTLAB_DATA"), help="MNIST root (default $ROBUSTLAB_DATA; synthetic without it)")
-    common_args(p, "lightning_overhead")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 

@@ -22,17 +22,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import common_args, header, markdown, save  # noqa: E402
+from report import header, markdown, parser, save  # noqa: E402
 
 from robustlab.models import SimpleCNN  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__, "peak_fraction")
     p.add_argument("--batch", type=int, default=1024, help="forward batch size (default 1024)")
     p.add_argument("--matmul", type=int, default=2048, help="side n of the n x n float32 matrix product (default 2048)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of each; the median is reported (default 5)")
-    common_args(p, "peak_fraction")
     return p.parse_args()
 
 

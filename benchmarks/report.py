@@ -3,6 +3,7 @@ stdout, CSV and JSON under --out). Timings mean nothing without the machine that
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -31,11 +32,14 @@ def load_average() -> str:
         return "n/a"
 
 
-def common_args(p, out_name: str) -> None:
-    """--device, --threads and --out: the same meaning in every benchmark."""
+def parser(doc: str, out_name: str) -> argparse.ArgumentParser:
+    """A benchmark's parser (description: the first paragraph of ``doc``) with --device, --threads and
+    --out, which mean the same in every benchmark."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help=f"torch threads (default {torch.get_num_threads()})")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for {out_name}.csv/.json (default {DEFAULT_OUT})")
+    return p
 
 
 def machine(device: torch.device | str = "cpu") -> dict:

@@ -83,6 +83,7 @@ def test_unknown_experiment_names_the_known_ones():
 def test_group_state_tells_finished_from_failed_jobs(tmp_path):
     for job, done in (("seed_0", True), ("seed_1", False)):
         (tmp_path / "g" / job / ".hydra").mkdir(parents=True)
+        (tmp_path / "g" / job / ".hydra" / "config.yaml").write_text("name: g\n")  # Hydra writes it before the job runs
         if done:
             (tmp_path / "g" / job / "metrics.json").write_text("{}")
     done, failed = ex.group_state(tmp_path / "g")
@@ -101,6 +102,7 @@ def test_make_figures_with_runs_missing_draws_what_it_can_and_names_the_rest(tin
                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     (group / "seed_1" / ".hydra").mkdir(parents=True)  # a crashed seed: config but no metrics
+    (group / "seed_1" / ".hydra" / "config.yaml").write_text("name: rpr_mnist\n")
     make = subprocess.run(
         ["make", "-s", "-C", str(ROOT), "figures", "PROFILE=quick", f"OUTPUT={output}", f"FIGURES={figures}",
          f"BIN={Path(sys.executable).parent}", "STAMP="],

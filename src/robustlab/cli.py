@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from robustlab.errors import RobustlabError
+from robustlab.errors import RobustlabError, one_line_errors, require
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("robustlab")
@@ -76,14 +76,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _main(cfg: DictConfig) -> None:
-    try:
+    with one_line_errors(speaks=is_rank_zero):
         if cfg.get("gpu_per_job"):
             pin_gpu(HydraConfig.get().job.num)
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except RobustlabError as error:
-        if is_rank_zero():  # DDP processes meet the same error: one line, not one per process
-            print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def unknown_option(overrides: list[str]) -> str | None:
@@ -109,10 +105,9 @@ def unknown_option(overrides: list[str]) -> str | None:
 
 
 def main() -> None:
-    problem = unknown_option(sys.argv[1:])
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        raise SystemExit(2)
+    with one_line_errors():
+        problem = unknown_option(sys.argv[1:])
+        require(problem is None, str(problem))
     _main()
 
 

@@ -2,6 +2,7 @@
 
 import sys
 from contextlib import contextmanager
+from typing import Callable
 
 
 class RobustlabError(Exception):
@@ -15,10 +16,15 @@ def require(condition: bool, message: str) -> None:
 
 
 @contextmanager
-def one_line_errors():
-    """The boundary of every console command: bad input ends it with one ``error:`` line and exit 2."""
+def one_line_errors(speaks: Callable[[], bool] = lambda: True):
+    """The boundary of every console command: bad input ends it with one ``error:`` line and exit 2.
+
+    ``speaks`` is asked when the error arrives: the processes of a DDP run all meet the same error,
+    and only one of them should print it.
+    """
     try:
         yield
     except RobustlabError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if speaks():
+            print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -17,7 +17,6 @@ folder of any run group by its name (e.g. {rpr_mnist}). Hydra's own ``${...}`` i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -140,16 +139,11 @@ def program(argv: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def job_dirs(folder: Path) -> list[Path]:
-    """The Hydra job folders of a run group: itself for a single run, its job subfolders for a multirun."""
-    if (folder / ".hydra").is_dir():
-        return [folder]
-    return sorted(p for p in folder.iterdir() if (p / ".hydra").is_dir()) if folder.is_dir() else []
-
-
 def group_state(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(finished job folders, failed or unfinished ones: a .hydra folder but no metrics.json)."""
-    jobs = job_dirs(folder)
+    """(finished job folders, failed or unfinished ones: Hydra's config but no metrics.json)."""
+    from robustlab.store import find_runs
+
+    jobs = find_runs(folder)
     done = [j for j in jobs if (j / "metrics.json").is_file()]
     return done, [j for j in jobs if j not in done]
 
@@ -180,9 +174,10 @@ def run_groups(experiments: list[Experiment], ctx: Context) -> dict[str, float]:
 
 def record_timings(run_dir: Path, timings: dict[str, float]) -> None:
     from robustlab.results import write_json
+    from robustlab.store import read_json_object
 
     path = run_dir / "timings.json"
-    known = json.loads(path.read_text()) if path.is_file() else {}
+    known = read_json_object(path, str(path)) if path.is_file() else {}
     write_json(path, {**known, **timings})
 
 

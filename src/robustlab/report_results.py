@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustlab.errors import RobustlabError
+from robustlab.reporting import measured  # a dotted metrics key; None where absent (older runs lack newer keys)
 from robustlab.stats import bootstrap_mean
 from robustlab.store import find_runs, read_json_object, read_metrics
 
@@ -28,15 +29,6 @@ class Table:
 
 def num(value, digits: int = 4) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def get(tree: dict, dotted: str):
-    """``tree["a"]["b"]`` for "a.b"; None where the path is absent (older runs lack newer keys)."""
-    for key in dotted.split("."):
-        if not isinstance(tree, dict) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
 
 
 def group_runs(root: Path, profile: str, group: str) -> list[dict]:
@@ -64,8 +56,8 @@ def readings(root: Path, profile: str) -> Table:
     if not runs:
         return missing(title, profile, "rpr_readings")
     # job order: the sweep's order, which starts with the project's default reading
-    rows = [[str(get(r, "config.perturbation.count")), str(get(r, "config.perturbation.value")),
-             num(get(r, "M.test.robust_ratio")), str(get(r, "M.test.points"))] for r in runs]
+    rows = [[str(measured(r, "config.perturbation.count")), str(measured(r, "config.perturbation.value")),
+             num(measured(r, "M.test.robust_ratio")), str(measured(r, "M.test.points"))] for r in runs]
     return Table(title, f"Robust ratio of M on the test points under each reading of the paper's pixel scheme "
                         f"(one run per reading, seed {_seeds(runs)}).",
                  ["perturbation.count", "perturbation.value", "robust ratio of M (test)", "test points"], rows, "llrr")
@@ -81,11 +73,11 @@ def sweep(root: Path, profile: str) -> Table:
         by_scheme.setdefault((run.get("scheme"), run.get("perturbation")), []).append(run)
     rows = []
     for (scheme, perturbation), part in by_scheme.items():
-        values = [float(v) for v in (get(r, "M.test.robust_ratio") for r in part) if v is not None and not math.isnan(float(v))]
+        values = [float(v) for v in (measured(r, "M.test.robust_ratio") for r in part) if v is not None and not math.isnan(float(v))]
         interval = bootstrap_mean(values) if values else None
         ci = f"[{num(interval.low)}, {num(interval.high)}]" if interval else "-"
         rows.append([str(scheme), str(perturbation), num(interval.mean if interval else None), ci, str(len(values)), _seeds(part)])
-    points = sorted({get(r, "M.test.points") for r in runs} - {None})
+    points = sorted({measured(r, "M.test.points") for r in runs} - {None})
     return Table(title, f"Robust ratio of M on the test points ({', '.join(map(str, points))} points) per scheme: mean over seeds "
                         "with its 95% percentile-bootstrap interval, as in the claims tables.",
                  ["scheme", "perturbation", "robust ratio mean", "95% CI", "n seeds", "seeds"], rows, "llrlrl")
@@ -103,7 +95,7 @@ def attacks(root: Path, profile: str) -> Table:
                 if isinstance(curve, dict):  # an attack's curve summary; the rest are the model's own numbers
                     rows.append([str(run.get("seed")), model, attack, num(result.get("test_accuracy")), num(curve.get("first_grid_eps"), 3),
                                  num(curve.get("interpolated_eps"), 3), num(curve.get("accuracy_at_max_eps"))])
-    grid, points = get(runs[0], "attack.grid") or {}, get(runs[0], "data.test_points")
+    grid, points = measured(runs[0], "attack.grid") or {}, measured(runs[0], "data.test_points")
     return Table(title, f"Test accuracy under attack on {points} test points, epsilon grid {grid.get('start')} to {grid.get('stop')} "
                         f"({grid.get('num')} points): the first grid epsilon where accuracy falls below 50%, the epsilon interpolated "
                         "between grid points, and the accuracy at the largest epsilon ('-': never below 50%).",
@@ -130,7 +122,7 @@ DCGAN_ROWS = [
 def _cell(run: dict, key, digits) -> str:
     if isinstance(key, tuple):
         return " / ".join(_cell(run, k, digits) for k in key)
-    value = get(run, key)
+    value = measured(run, key)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return num(value, digits) if digits is not None else ("-" if value is None else str(value))
@@ -145,7 +137,7 @@ def dcgan(root: Path, profile: str) -> Table:
     if not columns:
         return missing(title, profile, "dcgan_mnist")
     rows = [[label] + [_cell(r, key, digits) for _, r in columns] for label, key, digits in DCGAN_ROWS
-            if any(get(r, k) is not None for _, r in columns for k in (key if isinstance(key, tuple) else (key,)))]
+            if any(measured(r, k) is not None for _, r in columns for k in (key if isinstance(key, tuple) else (key,)))]
     return Table(title, "Fréchet distance between generated and real images in the feature space of the project's SimpleCNN "
                         "(penultimate layer), not the Inception FID, so not comparable with published FIDs; the real-vs-real "
                         "distance of two real samples is its floor. Classes are those the CNN predicts.",
@@ -159,26 +151,22 @@ def gan_augment(root: Path, profile: str) -> Table:
         return missing(title, profile, "rpr_gan_augment")
     rows = []
     for run in runs:
-        subset, kept = get(run, "subset.subset_size"), get(run, "gan.kept")
+        subset, kept = measured(run, "subset.subset_size"), measured(run, "gan.kept")
         # M_R+G trains on the robust subset plus the kept generated images (the pipeline's augment_table.csv says the same)
-        sizes = {"M": get(run, "data.train_images"), "M_R": subset, "M_R_G": None if None in (subset, kept) else subset + kept}
-        rows += [[str(run.get("seed")), name, str(sizes[key]), num(get(run, f"{key}.test_accuracy")), num(get(run, f"{key}.test.robust_ratio")),
-                  str(get(run, f"{key}.test.points"))] for key, name in (("M", "M"), ("M_R", "M_R"), ("M_R_G", "M_R+G"))]
-    kept = "; ".join(f"seed {r.get('seed')}: {get(r, 'gan.kept')} of {get(r, 'gan.generated')} generated images kept "
-                     f"({num(get(r, 'gan.kept_fraction'), 3)}), those robust under M" for r in runs)
+        sizes = {"M": measured(run, "data.train_images"), "M_R": subset, "M_R_G": None if None in (subset, kept) else subset + kept}
+        rows += [[str(run.get("seed")), name, str(sizes[key]), num(measured(run, f"{key}.test_accuracy")), num(measured(run, f"{key}.test.robust_ratio")),
+                  str(measured(run, f"{key}.test.points"))] for key, name in (("M", "M"), ("M_R", "M_R"), ("M_R_G", "M_R+G"))]
+    kept = "; ".join(f"seed {r.get('seed')}: {measured(r, 'gan.kept')} of {measured(r, 'gan.generated')} generated images kept "
+                     f"({num(measured(r, 'gan.kept_fraction'), 3)}), those robust under M" for r in runs)
     return Table(title, f"Training images, test accuracy and robust ratio on the test points; {kept}.",
                  ["seed", "model", "training images", "test accuracy", "robust ratio (test)", "test points"], rows, "llrrrr")
-
-
-def _timings(path: Path) -> dict:
-    return read_json_object(path, str(path))
 
 
 def wall_times(root: Path, profile: str) -> Table:
     title = "Wall time per run group"
     folder = Path(root) / "reproduce" / profile
     timings_path = folder / "timings.json"
-    timings = _timings(timings_path) if timings_path.is_file() else {}
+    timings = read_json_object(timings_path, str(timings_path)) if timings_path.is_file() else {}
     groups = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     found = []
     for group in groups:

@@ -41,13 +41,14 @@ class Skipped:
         return f"skipped {self.path}: {self.reason}"
 
 
-def _natural(path: Path) -> list:
-    # seed_2 before seed_10, job 2 before job 10
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.as_posix())]
+def natural_key(text: str) -> list:
+    """Sort key for run folders: seed_2 before seed_10, job 2 before job 10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def find_runs(root: Path) -> list[Path]:
-    return sorted((p.parent.parent for p in root.rglob(".hydra/config.yaml")), key=_natural)
+    """The run folders under ``root`` (itself, for a single run), in natural order."""
+    return sorted((p.parent.parent for p in root.rglob(".hydra/config.yaml")), key=lambda p: natural_key(p.as_posix()))
 
 
 def group_of(run_dir: Path, root: Path) -> str:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +80,9 @@ class RPRRetrain:
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
         self.data: VisionDataModule = build(cfg.data)
 
-    def measure(self, model, split: Split, name: str) -> RPRResult:
+    def measure(self, model, split: Split, name: str, save: bool = True) -> RPRResult:
+        """RPR of ``split`` in this process, saved as rpr_<name>.csv unless ``save`` is false (a DDP
+        process's share is not a result of the run)."""
         r = self.cfg.rpr
         with timed(self.timings, f"rpr_{name}"):
             result = measure_rpr(
@@ -90,7 +90,8 @@ class RPRRetrain:
                 batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block, channels_last=r.channels_last,
                 compile=r.compile, autocast=r.autocast, progress=r.progress, desc=f"RPR {name}",
             )
-        results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
+        if save:
+            results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
         log.info("RPR %s: robust ratio %.4f over all %d points (%.4f of correctly classified)", name,
                  result.robust_ratio(), len(result.index), result.robust_ratio(over="correct"))
         return result
@@ -162,10 +163,7 @@ class RPRRetrain:
 
         def share(model_here, rank: int, world: int) -> RPRResult | None:
             part = split.take(shard_positions(len(split), rank, world))
-            if len(part) == 0:
-                return None
-            with self._saving_elsewhere():
-                return self.measure(model_here, part, name)
+            return self.measure(model_here, part, name, save=False) if len(part) else None
 
         with timed(self.timings, f"rpr_{name}"):
             result = merge_results([r for r in measure_in_processes(self.processes, model, share) if r is not None])
@@ -197,17 +195,6 @@ class RPRRetrain:
         log.info("RPR %s taken from %s (same M, seed, scheme, MAX_STEPS and points)", name, folder)
         self.timings[f"rpr_{name}"] = 0.0
         return logged
-
-    @contextmanager
-    def _saving_elsewhere(self):
-        """measure() saves what it measured into run_dir; one process's share is not a result of the run."""
-        run_dir = self.run_dir
-        with tempfile.TemporaryDirectory(prefix="robustlab-share-") as scratch:
-            self.run_dir = Path(scratch)
-            try:
-                yield
-            finally:
-                self.run_dir = run_dir
 
     def retrain(self, model, test_points: Split) -> dict:
         """RPR on the training set, the balanced robust subset, M_R and its RPR on the test points."""

@@ -18,8 +18,7 @@ import pandas as pd
 
 from robustlab import results
 from robustlab.errors import require
-from robustlab.plotting.rpr import CLASS_NAMES, curve_series, image_grid, notice, rpr_file
-from robustlab.plotting.sweep import job_dirs
+from robustlab.plotting.rpr import CLASS_NAMES, curve_series, finished, image_grid, job_dirs, notice, rpr_file
 from robustlab.plotting.style import MODEL_COLORS, PALETTE, draw_curve, finish, footer, provenance, ratio_axes, save_figure, themed
 
 GAN_DIR = "G"  # the GAN's log folder in a run directory (pipelines.dcgan.GAN)
@@ -231,10 +230,7 @@ def plot_dcgan_multirun(multirun_dir: str | Path, out_dir: str | Path) -> list[P
     multirun, out_dir = Path(multirun_dir), Path(out_dir)
     require(multirun.is_dir(), f"multirun directory not found: {multirun}")
     written, rows, runs = [], [], []
-    for job in job_dirs(multirun):
-        if not (job / results.METRICS).is_file():
-            notice(f"skipped job {job.name} ({job}): no {results.METRICS} (failed or unfinished run)")
-            continue
+    for job in filter(finished, job_dirs(multirun)):
         path, metrics = load_metrics(job, ("dcgan",))
         written += plot_gan(path, metrics, out_dir, gan_footer(metrics), f"dcgan_{job.name}")
         q = metrics.get("quality") or {}

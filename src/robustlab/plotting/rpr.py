@@ -10,7 +10,6 @@ show the lowest seed's images. Job folders without metrics.json are named and ne
 from __future__ import annotations
 
 import functools
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from robustlab.plotting.style import (
     MODEL_COLORS, MODEL_NAMES, PALETTE, distinct, draw_curve, finish, footer, joined, ratio_axes, save_figure, themed,
 )
 from robustlab.robustness.rpr import RPRResult
+from robustlab.store import natural_key
 
 EXAMPLES = "examples_M_test.npz"
 PAIRS = 4  # first-failure pairs in Figure 2
@@ -84,8 +84,7 @@ def job_dirs(multirun: Path) -> list[Path]:
     """Hydra's job folders in natural order (0, 1, ..., 10; seed_2 before seed_10); hidden ones such
     as .hydra are not jobs."""
     jobs = [p for p in multirun.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    natural = lambda p: [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", p.name) if t]  # noqa: E731
-    return sorted(jobs, key=natural)
+    return sorted(jobs, key=lambda p: natural_key(p.name))
 
 
 def finished(job: Path) -> bool:

@@ -22,6 +22,7 @@ import torch
 from robustlab import results
 from robustlab.errors import one_line_errors, require
 from robustlab.robustness.rpr import RPRResult
+from robustlab.store import flat_config
 
 SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 RPR_FILE = "rpr_M_test.csv"
@@ -64,21 +65,12 @@ def model_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _flat(tree, prefix: str = "") -> dict:
-    if not (isinstance(tree, dict) and tree):
-        return {prefix: tree}
-    flat = {}
-    for key, value in tree.items():
-        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
 def _difference(a: dict, b: dict) -> str | None:
     """The first config key (other than rpr.shard) on which two jobs differ, as 'key (a vs b)'."""
-    fa, fb = _flat(a), _flat(b)
+    fa, fb = flat_config(a, "config"), flat_config(b, "config")
     for key in sorted(set(fa) | set(fb)):
-        if key != "rpr.shard" and fa.get(key) != fb.get(key):
-            return f"{key} ({fa.get(key)} vs {fb.get(key)})"
+        if key != "config.rpr.shard" and fa.get(key) != fb.get(key):
+            return f"{key.removeprefix('config.')} ({fa.get(key)} vs {fb.get(key)})"
     return None
 
 
