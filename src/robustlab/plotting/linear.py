@@ -186,7 +186,7 @@ def write_linear_table(runs: list[LinearRun], out_dir: str | Path, name: str = T
 @themed
 def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack_accuracy") -> list[Path]:
     """Test accuracy under the exact attack vs epsilon, not clipped (left, the blog's) and clipped (right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 5.2), sharey=True)
     palette = colors(runs)
     for ax, (column, title) in zip(axes, CURVES.items()):
         for eps, group in by_model(runs).items():
@@ -202,7 +202,7 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
         ax.set_xlabel("attack ε (l∞ radius, pixel units)")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlim(left=0)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: inside it hid the curves' tails
     axes[0].set_ylabel("test accuracy under attack")
     finish(fig, f"White-box attack on the linear classifiers (line: mean over seeds; band: {BAND_MEANING})", linear_footer(runs))
     return save_figure(fig, out_dir, name)
