@@ -19,7 +19,7 @@ from robustlab.configs import conf_dir
 from robustlab.configs.precheck import precheck, unknown_option  # noqa: F401  (unknown_option: tests)
 from robustlab.errors import RobustlabError, one_line_errors
 
-CONF_DIR = conf_dir()  # also registers the config groups' schemas (robustlab.configs.schema)
+CONF_DIR = conf_dir()  # importing precheck registered the config groups' schemas (robustlab.configs.schema)
 log = logging.getLogger("robustlab")
 
 

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import yaml
 
+from robustlab.configs import conf_dir
 from robustlab.errors import RobustlabError, one_line_errors, require
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
-PROFILES = ROOT / "conf" / "profile"
+PROFILES = Path(conf_dir()) / "profile"
 BLOCK = re.compile(r"^```yaml reproduce\n(.*?)^```", re.S | re.M)
 PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")
 
