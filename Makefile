@@ -1,6 +1,7 @@
 # Entry points for users, reviewers and CI. The first target that needs Python builds .venv
 # from requirements.lock (no other set-up step).
 #   make test                      the test suite (CPU, tiny data made by the tests)
+#   make lint                      ruff format --check, ruff check and lint-imports (rules in pyproject.toml)
 #   make reproduce [PROFILE=quick] the experiments of experiments/ then every figure (default: paper)
 #   make figures   [PROFILE=quick] the figures again, from the logged results only (ONLY=rpr_mnist: one experiment)
 #   make results                   every run under $(OUTPUT) in one table (outputs/results/results.csv)
@@ -32,6 +33,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Style and structure (rules in pyproject.toml): formatting, lint rules, and the import contracts.
+.PHONY: lint
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 check-profile:
 	@case "$(PROFILE)" in quick|paper) ;; *) echo "error: PROFILE must be quick or paper, got '$(PROFILE)'"; exit 2;; esac

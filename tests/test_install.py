@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(argv: list, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing but the venv provides robustlab
-    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=180, **kwargs)
+    return subprocess.run(
+        [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=180, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,10 @@ def wheel(tmp_path_factory) -> Path:
     shutil.copytree(ROOT / "src", source / "src", symlinks=True, ignore=skip)  # src/robustlab/conf stays a symlink
     shutil.copytree(ROOT / "conf", source / "conf", ignore=skip)
     shutil.copy(ROOT / "pyproject.toml", source)
-    proc = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", source, "-w", tmp / "dist"], tmp)
+    proc = run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", source, "-w", tmp / "dist"],
+        tmp,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (found,) = (tmp / "dist").glob("robustlab-*.whl")
     return found
@@ -38,8 +43,11 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_the_wheel_carries_every_config(wheel):
     with zipfile.ZipFile(wheel) as archive:
-        shipped = {name.removeprefix("robustlab/conf/"): archive.read(name) for name in archive.namelist()
-                   if name.startswith("robustlab/conf/")}
+        shipped = {
+            name.removeprefix("robustlab/conf/"): archive.read(name)
+            for name in archive.namelist()
+            if name.startswith("robustlab/conf/")
+        }
     expected = {p.relative_to(ROOT / "conf").as_posix(): p.read_bytes() for p in (ROOT / "conf").rglob("*.yaml")}
     assert "config.yaml" in expected and "experiment/rpr_mnist.yaml" in expected
     assert shipped == expected
@@ -61,9 +69,15 @@ def venv(wheel, tmp_path_factory) -> Path:
 
 
 def test_the_installed_entry_points_work_from_any_folder(venv, tmp_path):
-    where = run([venv / "bin" / "python", "-c",
-                 "import robustlab; from robustlab.configs.location import conf_dir; print(robustlab.__file__); print(conf_dir())"],
-                tmp_path)
+    where = run(
+        [
+            venv / "bin" / "python",
+            "-c",
+            "import robustlab; from robustlab.configs.location import conf_dir; "
+            "print(robustlab.__file__); print(conf_dir())",
+        ],
+        tmp_path,
+    )
     package, conf = where.stdout.split()
     assert Path(package).is_relative_to(venv) and Path(conf).is_relative_to(venv), where.stdout
     assert Path(conf, "experiment", "rpr_mnist.yaml").is_file()
@@ -77,6 +91,11 @@ def test_the_installed_entry_points_work_from_any_folder(venv, tmp_path):
     assert plot.returncode == 0 and plot.stdout.startswith("usage: robustlab-plot"), plot.stderr[-3000:]
 
     bad = run([venv / "bin" / "robustlab", "experiment=rpr_mnist", "rpr.maxsteps=10"], tmp_path)
-    assert (bad.returncode, bad.stderr.strip().splitlines()[-1:]) == (2, [
-        "error: unknown config key 'rpr.maxsteps' in rpr.maxsteps=10; did you mean rpr.max_steps? (a new key needs +rpr.maxsteps=10)"])
+    assert (bad.returncode, bad.stderr.strip().splitlines()[-1:]) == (
+        2,
+        [
+            "error: unknown config key 'rpr.maxsteps' in rpr.maxsteps=10; did you mean rpr.max_steps? "
+            "(a new key needs +rpr.maxsteps=10)"
+        ],
+    )
     assert not list(tmp_path.iterdir()), "the commands wrote into the folder they ran from"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -61,12 +61,19 @@ def unknown_option(overrides: list[str], config_dir: str | None = None) -> str |
     for override in overrides:
         group, _, value = override.lstrip("+~").partition("=")
         sweep_function = "(" in value  # choice(...), glob(...): Hydra's own syntax, left to Hydra
-        if override.startswith("-") or not value or sweep_function or "." in group or not config_loader.repository.group_exists(group):
+        if (
+            override.startswith("-")
+            or not value
+            or sweep_function
+            or "." in group
+            or not config_loader.repository.group_exists(group)
+        ):
             continue
         options = config_loader.get_group_options(group)
         for option in value.split(","):  # a multirun sweeps several
             if option not in options and option != "null":
-                return f"unknown {group} option '{option}' in {override}; the options are: {', '.join(options)}{closest(option, options)}"
+                listed, hint = ", ".join(options), closest(option, options)
+                return f"unknown {group} option '{option}' in {override}; the options are: {listed}{hint}"
     return None
 
 
@@ -101,7 +108,7 @@ def jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     if len(list(itertools.islice(itertools.product(*choices), MAX_JOBS + 1))) <= MAX_JOBS:
         return [list(job) for job in itertools.product(*choices)]
     first = [c[0] for c in choices]
-    return [first] + [first[:i] + [value] + first[i + 1:] for i, c in enumerate(choices) for value in c[1:]]
+    return [first] + [first[:i] + [value] + first[i + 1 :] for i, c in enumerate(choices) for value in c[1:]]
 
 
 def compose(config_dir: str, config_name: str, overrides: list[str]) -> DictConfig:
@@ -135,8 +142,10 @@ def composition_message(error: Exception, config_dir: str, config_name: str, ove
     schema_gap = re.search(r"In '([^']+)'.*\n.*Key '([^']+)' not in '(\w+)'", text)
     if schema_gap:
         source, key, node = schema_gap.groups()
-        return (f"conf/{source}.yaml sets '{key}', a key the schema {node} lacks; add the field to "
-                "src/robustlab/configs/schema.py (or drop the key)")
+        return (
+            f"conf/{source}.yaml sets '{key}', a key the schema {node} lacks; add the field to "
+            "src/robustlab/configs/schema.py (or drop the key)"
+        )
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
     return f"bad config: {first}"
 
@@ -200,8 +209,11 @@ def hydra_args(argv: list[str]):
     from hydra._internal.utils import get_args_parser
 
     args, unknown = get_args_parser().parse_known_args(argv)
-    require(not unknown, f"unrecognised arguments {' '.join(unknown)}: give Hydra's flags (-m, --cfg job, ...) before "
-                         "or after all the key=value overrides, not between them")
+    require(
+        not unknown,
+        f"unrecognised arguments {' '.join(unknown)}: give Hydra's flags (-m, --cfg job, ...) before "
+        "or after all the key=value overrides, not between them",
+    )
     return args
 
 

@@ -19,7 +19,7 @@ a structured root config would add every optional section (as null) to every run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -39,7 +39,7 @@ class VisionData:
     name: str = MISSING
     root: str = MISSING
     download: Any = MISSING  # auto | true | false (checked by the validator)
-    train_subset: Optional[int] = MISSING
+    train_subset: int | None = MISSING
     val_fraction: float = MISSING
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
@@ -52,10 +52,10 @@ class BinaryData:
     _target_: str = MISSING
     _convert_: str = MISSING
     name: str = MISSING
-    digits: List[int] = MISSING
+    digits: list[int] = MISSING
     root: str = MISSING
     download: Any = MISSING
-    train_subset: Optional[int] = MISSING
+    train_subset: int | None = MISSING
     val_fraction: float = MISSING
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
@@ -67,7 +67,7 @@ class BinaryData:
 class SimpleCNNModel:
     _target_: str = MISSING
     _convert_: str = MISSING
-    channels: List[int] = MISSING
+    channels: list[int] = MISSING
     kernel_size: int = MISSING
     pool: int = MISSING
     lr: float = MISSING
@@ -80,8 +80,8 @@ class LinearHingeModel:
     # Any, not float: a float field would turn the documented sweep value model.epsilon=0 into 0.0 and
     # so change the saved config of existing runs; the validator checks it is a number >= 0.
     epsilon: Any = MISSING
-    lr: Optional[float] = MISSING
-    reduction: Optional[str] = MISSING
+    lr: float | None = MISSING
+    reduction: str | None = MISSING
 
 
 @dataclass
@@ -93,7 +93,7 @@ class DCGANModel:
     g_width: int = MISSING
     d_width: int = MISSING
     lr: float = MISSING
-    betas: List[float] = MISSING
+    betas: list[float] = MISSING
     minibatch_discrimination: bool = MISSING
     mbd_kernels: int = MISSING
     mbd_kernel_dim: int = MISSING
@@ -110,7 +110,7 @@ class DCGANModel:
 class PixelsPerturbation:
     _target_: str = MISSING
     name: str = MISSING
-    k: Optional[int] = MISSING
+    k: int | None = MISSING
     count: str = MISSING
     value: str = MISSING
 
@@ -154,18 +154,18 @@ class Balance:
 @dataclass
 class RPR:
     max_steps: int = MISSING
-    train_points: Optional[int] = MISSING
-    test_points: Optional[int] = MISSING
+    train_points: int | None = MISSING
+    test_points: int | None = MISSING
     batch_size: Any = MISSING  # a positive integer or auto
     channels_last: bool = MISSING
     compile: bool = MISSING
-    autocast: Optional[str] = MISSING
+    autocast: str | None = MISSING
     min_block: int = MISSING
     max_block: int = MISSING
     progress: bool = MISSING
     balance: Balance = field(default_factory=Balance)
-    shard: Optional[str] = MISSING
-    reuse_from: Optional[str] = MISSING
+    shard: str | None = MISSING
+    reuse_from: str | None = MISSING
     retrain: bool = MISSING
 
 
@@ -194,15 +194,15 @@ class DDPTrainer(CPUTrainer):
 class Profile:
     name: str = MISSING
     seeds: int = MISSING
-    train_subset: Optional[int] = MISSING
+    train_subset: int | None = MISSING
     epochs: int = MISSING
     max_steps: int = MISSING
-    rpr_train_points: Optional[int] = MISSING
-    rpr_test_points: Optional[int] = MISSING
-    linear_train_subset: Optional[int] = MISSING
+    rpr_train_points: int | None = MISSING
+    rpr_test_points: int | None = MISSING
+    linear_train_subset: int | None = MISSING
     linear_epochs: int = MISSING
-    cnn_attack_points: Optional[int] = MISSING
-    gan_train_subset: Optional[int] = MISSING
+    cnn_attack_points: int | None = MISSING
+    gan_train_subset: int | None = MISSING
     gan_epochs: int = MISSING
     gan_batch_size: int = MISSING
     gan_g_width: int = MISSING
@@ -239,16 +239,16 @@ class Root:
     pipeline: str = MISSING
     name: str = MISSING
     seed: int = MISSING
-    checkpoint: Optional[str] = MISSING
-    model_cache: Optional[str] = MISSING
-    threads: Optional[int] = MISSING
+    checkpoint: str | None = MISSING
+    model_cache: str | None = MISSING
+    threads: int | None = MISSING
     gpu_per_job: bool = MISSING
 
 
 @dataclass
 class PGD:
     steps: int = MISSING
-    step_size: Optional[float] = MISSING
+    step_size: float | None = MISSING
     random_start: bool = MISSING
 
 
@@ -257,12 +257,12 @@ class CNNAttack:
     epsilons: Any = MISSING  # {start, stop, num} or a list of radii
     clip: bool = MISSING
     fgsm: bool = MISSING
-    pgd: Optional[PGD] = MISSING  # null: no PGD
-    test_points: Optional[int] = MISSING
+    pgd: PGD | None = MISSING  # null: no PGD
+    test_points: int | None = MISSING
     batch_size: int = MISSING
     channels_last: bool = MISSING
     compile: bool = MISSING
-    autocast: Optional[str] = MISSING
+    autocast: str | None = MISSING
 
 
 @dataclass
@@ -283,7 +283,7 @@ class Interpolation:
 
 @dataclass
 class Quality:
-    classifier: Optional[str] = MISSING
+    classifier: str | None = MISSING
     samples: int = MISSING
     batch_size: int = MISSING
 
@@ -298,7 +298,7 @@ class GanAugment:
 
 # The top-level sections each pipeline reads beyond the groups (its preset under conf/experiment/ sets them).
 PIPELINE_SECTIONS: dict[str, dict[str, Any]] = {
-    "robustlab.pipelines.cnn_attack.CNNAttack": {"checkpoints": Dict[str, str], "attack": CNNAttack},
+    "robustlab.pipelines.cnn_attack.CNNAttack": {"checkpoints": dict[str, str], "attack": CNNAttack},
     "robustlab.pipelines.linear_robust.LinearRobust": {"attack": LinearAttack},
     "robustlab.pipelines.dcgan.DCGANRun": {"interpolation": Interpolation, "quality": Quality},
     "robustlab.pipelines.rpr_gan_augment.RPRGanAugment": {"gan": GanAugment},

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -48,19 +49,44 @@ def one_of(key: str, value: Any, choices: tuple) -> None:
 
 
 def check_root(cfg: dict) -> None:
-    require(is_int(cfg.get("seed")) and 0 <= cfg["seed"] < 2**32, f"seed must be an integer in 0..2**32-1, got {cfg.get('seed')!r}")
+    require(
+        is_int(cfg.get("seed")) and 0 <= cfg["seed"] < 2**32,
+        f"seed must be an integer in 0..2**32-1, got {cfg.get('seed')!r}",
+    )
     threads = cfg.get("threads")
-    require(threads is None or (is_int(threads) and threads >= 1), f"threads must be a positive integer or null (torch's default), got {threads}")
+    require(
+        threads is None or (is_int(threads) and threads >= 1),
+        f"threads must be a positive integer or null (torch's default), got {threads}",
+    )
 
 
 def check_profile(p: dict) -> None:
     positive("profile.seeds", p["seeds"])
-    for key in ("epochs", "max_steps", "linear_epochs", "gan_epochs", "gan_batch_size", "gan_g_width", "gan_d_width",
-                "gan_sample_every_n_steps", "gan_samples_per_class", "gan_augment_epochs"):
+    for key in (
+        "epochs",
+        "max_steps",
+        "linear_epochs",
+        "gan_epochs",
+        "gan_batch_size",
+        "gan_g_width",
+        "gan_d_width",
+        "gan_sample_every_n_steps",
+        "gan_samples_per_class",
+        "gan_augment_epochs",
+    ):
         positive(f"profile.{key}", p[key])  # epochs=-1 would read as "no limit" to Lightning: train forever
-    require(is_int(p["gan_quality_samples"]) and p["gan_quality_samples"] >= 2,
-            f"profile.gan_quality_samples must be an integer >= 2, got {p['gan_quality_samples']}")
-    for key in ("train_subset", "rpr_train_points", "rpr_test_points", "linear_train_subset", "cnn_attack_points", "gan_train_subset"):
+    require(
+        is_int(p["gan_quality_samples"]) and p["gan_quality_samples"] >= 2,
+        f"profile.gan_quality_samples must be an integer >= 2, got {p['gan_quality_samples']}",
+    )
+    for key in (
+        "train_subset",
+        "rpr_train_points",
+        "rpr_test_points",
+        "linear_train_subset",
+        "cnn_attack_points",
+        "gan_train_subset",
+    ):
         count_or_null(f"profile.{key}", p[key])
 
 
@@ -79,7 +105,10 @@ def creatable(folder: Path) -> str | None:
 
 def check_folder(key: str, folder: str) -> None:
     problem = creatable(Path(folder))
-    require(problem is None, f"{key}={folder} cannot be created: {problem}; point it (or ROBUSTLAB_OUTPUT) at a folder you can write")
+    require(
+        problem is None,
+        f"{key}={folder} cannot be created: {problem}; point it (or ROBUSTLAB_OUTPUT) at a folder you can write",
+    )
 
 
 def check_paths(paths: dict) -> None:
@@ -89,18 +118,32 @@ def check_paths(paths: dict) -> None:
 def check_data(d: dict) -> None:
     one_of("data.download", d["download"], ("auto", True, False))
     count_or_null("data.train_subset", d["train_subset"], "every training image")
-    require(is_number(d["val_fraction"]) and 0.0 <= d["val_fraction"] < 1.0, f"data.val_fraction must be in [0, 1), got {d['val_fraction']}")
-    require(is_int(d["batch_size"]) and d["batch_size"] >= 1 and is_int(d["eval_batch_size"]) and d["eval_batch_size"] >= 1,
-            "data.batch_size and data.eval_batch_size must be >= 1")
-    require(is_int(d["num_workers"]) and d["num_workers"] >= 0, f"data.num_workers must be an integer >= 0, got {d['num_workers']}")
+    require(
+        is_number(d["val_fraction"]) and 0.0 <= d["val_fraction"] < 1.0,
+        f"data.val_fraction must be in [0, 1), got {d['val_fraction']}",
+    )
+    require(
+        is_int(d["batch_size"]) and d["batch_size"] >= 1 and is_int(d["eval_batch_size"]) and d["eval_batch_size"] >= 1,
+        "data.batch_size and data.eval_batch_size must be >= 1",
+    )
+    require(
+        is_int(d["num_workers"]) and d["num_workers"] >= 0,
+        f"data.num_workers must be an integer >= 0, got {d['num_workers']}",
+    )
     if "digits" in d:
         digits = d["digits"]
-        require(len(digits) == 2 and digits[0] != digits[1] and all(0 <= x <= 9 for x in digits),
-                f"data.digits must be two different digits in 0..9 (first -> label -1, second -> +1), e.g. [0, 1]; got {digits}")
+        require(
+            len(digits) == 2 and digits[0] != digits[1] and all(0 <= x <= 9 for x in digits),
+            f"data.digits must be two different digits in 0..9 (first -> label -1, second -> +1), "
+            f"e.g. [0, 1]; got {digits}",
+        )
 
 
 def check_simple_cnn(m: dict, key: str) -> None:
-    require(len(m["channels"]) == 2 and min(m["channels"]) >= 1, f"{key}.channels must be two positive widths, got {m['channels']}")
+    require(
+        len(m["channels"]) == 2 and min(m["channels"]) >= 1,
+        f"{key}.channels must be two positive widths, got {m['channels']}",
+    )
     positive(f"{key}.kernel_size", m["kernel_size"])
     positive(f"{key}.pool", m["pool"])
     require(m["lr"] > 0, f"{key}.lr must be > 0, got {m['lr']}")
@@ -113,13 +156,25 @@ def check_linear_hinge(m: dict, key: str) -> None:
 
 
 def check_dcgan(m: dict, key: str) -> None:
-    for name in ("latent_dim", "g_width", "d_width", "mbd_kernels", "mbd_kernel_dim", "sample_every_n_steps", "sample_grid"):
+    for name in (
+        "latent_dim",
+        "g_width",
+        "d_width",
+        "mbd_kernels",
+        "mbd_kernel_dim",
+        "sample_every_n_steps",
+        "sample_grid",
+    ):
         positive(f"{key}.{name}", m[name])
     one_of(f"{key}.latent", m["latent"], ("uniform", "normal"))
-    require(m["lr"] > 0 and len(m["betas"]) == 2 and all(0 <= b < 1 for b in m["betas"]),
-            f"{key}.lr must be > 0 and {key}.betas two numbers in [0, 1), got {m['lr']} and {m['betas']}")
-    require(not (m["semi_supervised"] and m["conditional"]),
-            f"{key}.semi_supervised and {key}.conditional exclude each other: set one of them to false")
+    require(
+        m["lr"] > 0 and len(m["betas"]) == 2 and all(0 <= b < 1 for b in m["betas"]),
+        f"{key}.lr must be > 0 and {key}.betas two numbers in [0, 1), got {m['lr']} and {m['betas']}",
+    )
+    require(
+        not (m["semi_supervised"] and m["conditional"]),
+        f"{key}.semi_supervised and {key}.conditional exclude each other: set one of them to false",
+    )
     if m["semi_supervised"]:
         positive(f"{key}.labels_per_class", m["labels_per_class"])
 
@@ -151,26 +206,42 @@ def check_perturbation(p: dict) -> None:
     elif name == "uniform_linf":
         require(p["epsilon"] >= 0, f"perturbation.epsilon must be >= 0, got {p['epsilon']}")
     elif name == "blur":
-        require(p["kernel_size"] >= 1 and p["kernel_size"] % 2 == 1, f"perturbation.kernel_size must be odd and >= 1, got {p['kernel_size']}")
-        require(0 < p["sigma_min"] <= p["sigma_max"], f"perturbation needs 0 < sigma_min <= sigma_max, got {p['sigma_min']}, {p['sigma_max']}")
+        require(
+            p["kernel_size"] >= 1 and p["kernel_size"] % 2 == 1,
+            f"perturbation.kernel_size must be odd and >= 1, got {p['kernel_size']}",
+        )
+        require(
+            0 < p["sigma_min"] <= p["sigma_max"],
+            f"perturbation needs 0 < sigma_min <= sigma_max, got {p['sigma_min']}, {p['sigma_max']}",
+        )
 
 
 def check_rpr(r: dict) -> None:
     positive("rpr.max_steps", r["max_steps"])
     count_or_null("rpr.train_points", r["train_points"])
     count_or_null("rpr.test_points", r["test_points"])
-    require(r["batch_size"] == "auto" or (is_int(r["batch_size"]) and r["batch_size"] >= 1),
-            f"rpr.batch_size must be a positive integer or auto, got {r['batch_size']}")
+    require(
+        r["batch_size"] == "auto" or (is_int(r["batch_size"]) and r["batch_size"] >= 1),
+        f"rpr.batch_size must be a positive integer or auto, got {r['batch_size']}",
+    )
     one_of("rpr.autocast", r["autocast"], AUTOCAST)
-    require(is_int(r["min_block"]) and is_int(r["max_block"]) and 1 <= r["min_block"] <= r["max_block"],
-            f"rpr needs 1 <= min_block <= max_block, got {r['min_block']} and {r['max_block']}")
+    require(
+        is_int(r["min_block"]) and is_int(r["max_block"]) and 1 <= r["min_block"] <= r["max_block"],
+        f"rpr needs 1 <= min_block <= max_block, got {r['min_block']} and {r['max_block']}",
+    )
     positive("rpr.balance.per_class", r["balance"]["per_class"])
     one_of("rpr.balance.on_shortfall", r["balance"]["on_shortfall"], ("error", "smallest"))
     if r["shard"] is not None:
         match = SHARD.fullmatch(str(r["shard"]))
         require(match is not None, f"rpr.shard must look like i/n (e.g. 0/4) or be null, got '{r['shard']}'")
-        require(int(match.group(1)) < int(match.group(2)), f"rpr.shard={r['shard']}: need 0 <= i < n (shards are numbered 0..n-1)")
-        require(not r["retrain"], f"rpr.shard={r['shard']} measures RPR of M on a share of the test points only; set rpr.retrain=false")
+        require(
+            int(match.group(1)) < int(match.group(2)),
+            f"rpr.shard={r['shard']}: need 0 <= i < n (shards are numbered 0..n-1)",
+        )
+        require(
+            not r["retrain"],
+            f"rpr.shard={r['shard']} measures RPR of M on a share of the test points only; set rpr.retrain=false",
+        )
 
 
 def check_trainer(t: dict) -> None:
@@ -187,10 +258,15 @@ def check_grid(key: str, spec: Any) -> None:
     if isinstance(spec, list):
         require(len(spec) > 0 and all(is_number(e) and e >= 0 for e in spec), f"{key} must list radii >= 0, got {spec}")
         return
-    require(isinstance(spec, dict) and {"start", "stop", "num"} <= set(spec), f"{key} needs start, stop and num (or a list of radii), got {spec}")
+    require(
+        isinstance(spec, dict) and {"start", "stop", "num"} <= set(spec),
+        f"{key} needs start, stop and num (or a list of radii), got {spec}",
+    )
     require(is_int(spec["num"]) and spec["num"] >= 1, f"{key}.num must be an integer >= 1, got {spec['num']}")
-    require(is_number(spec["start"]) and spec["start"] >= 0 and is_number(spec["stop"]) and spec["stop"] >= spec["start"],
-            f"{key} needs 0 <= start <= stop, got start {spec['start']} and stop {spec['stop']}")
+    require(
+        is_number(spec["start"]) and spec["start"] >= 0 and is_number(spec["stop"]) and spec["stop"] >= spec["start"],
+        f"{key} needs 0 <= start <= stop, got start {spec['start']} and stop {spec['stop']}",
+    )
 
 
 def check_attack(a: dict) -> None:
@@ -212,17 +288,23 @@ def check_attack(a: dict) -> None:
 def check_sections(cfg: dict) -> None:
     """The top-level sections of the run's pipeline (conf/experiment/<preset>.yaml sets them)."""
     if "checkpoints" in cfg:
-        require(isinstance(cfg["checkpoints"], dict) and len(cfg["checkpoints"]) > 0,
-                "checkpoints must map model names to .ckpt files, e.g. checkpoints.M=path/to/M.ckpt")
+        require(
+            isinstance(cfg["checkpoints"], dict) and len(cfg["checkpoints"]) > 0,
+            "checkpoints must map model names to .ckpt files, e.g. checkpoints.M=path/to/M.ckpt",
+        )
     if "attack" in cfg:
         check_attack(cfg["attack"])
     if "interpolation" in cfg:
         i = cfg["interpolation"]
-        require(is_int(i["pairs"]) and i["pairs"] >= 1 and is_int(i["steps"]) and i["steps"] >= 2,
-                f"interpolation needs pairs >= 1 and steps >= 2, got {i['pairs']} and {i['steps']}")
+        require(
+            is_int(i["pairs"]) and i["pairs"] >= 1 and is_int(i["steps"]) and i["steps"] >= 2,
+            f"interpolation needs pairs >= 1 and steps >= 2, got {i['pairs']} and {i['steps']}",
+        )
     if "quality" in cfg:
         q = cfg["quality"]
-        require(is_int(q["samples"]) and q["samples"] >= 2, f"quality.samples must be an integer >= 2, got {q['samples']}")
+        require(
+            is_int(q["samples"]) and q["samples"] >= 2, f"quality.samples must be an integer >= 2, got {q['samples']}"
+        )
         positive("quality.batch_size", q["batch_size"])
     if "gan" in cfg:
         for key in ("epochs", "batch_size", "samples_per_class"):
@@ -274,8 +356,12 @@ def validate(cfg: dict) -> None:
         check_profile(cfg["profile"])
     check_root(cfg)
     groups: dict[str, Callable[[dict], None]] = {
-        "paths": check_paths, "data": check_data, "model": check_model, "perturbation": check_perturbation,
-        "rpr": check_rpr, "trainer": check_trainer,
+        "paths": check_paths,
+        "data": check_data,
+        "model": check_model,
+        "perturbation": check_perturbation,
+        "rpr": check_rpr,
+        "trainer": check_trainer,
     }
     for group, check in groups.items():
         if isinstance(cfg.get(group), dict):

@@ -27,6 +27,7 @@ from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
 from robustlab.robustness.shards import merge_results, model_digest, parse_shard, shard_positions
 from robustlab.robustness.subsets import balanced_subset
+from robustlab.robustness.summary import summarise
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +39,6 @@ def sample_points(split: Split, count: int | None, seed: int) -> Split:
     require(count >= 1, f"rpr point counts must be >= 1 or null (all), got {count}")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:count]
     return split.take(order.sort().values)
-
-
-def summarise(result: RPRResult, num_classes: int) -> dict:
-    robust = result.robust
-    return {
-        "points": int(len(robust)),
-        "clean_accuracy": float(result.correct.mean()),
-        "robust_ratio": result.robust_ratio(over="all"),
-        "robust_ratio_of_correct": result.robust_ratio(over="correct"),
-        "robust_per_class": np.bincount(result.label[robust], minlength=num_classes).tolist(),
-        "median_steps_to_failure": float(np.median(result.steps[~robust & result.correct])) if (~robust & result.correct).any() else None,
-    }
 
 
 def model_cache_path(cfg: DictConfig) -> Path | None:
