@@ -2,18 +2,28 @@
 
 Configuration errors and bad input end the run with one line on stderr and exit status 2, never a
 traceback; anything else is a bug and keeps its traceback.
+
+Every run, and every job of a multirun (basic, joblib or SLURM launcher alike), checks its own job
+marker first (robustlab.runs.jobs): a job already done with the same identity (config less the keys
+that cannot change a result, plus the code version) prints "skipped: already done (<identity>)" and
+does no work; otherwise what an earlier attempt left is cleared, the job runs, and "done" is written
+last. ROBUSTLAB_FORCE=1 runs every job again. A job of a multirun that fails records why and lets the
+sweep go on; Hydra then ends with exit status 1 and the first failure.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.errors import CompactHydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from robustlab.errors import RobustlabError, one_line_errors, require
 
@@ -74,12 +84,63 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return metrics
 
 
+class JobFailed(CompactHydraException):
+    """A job of a multirun failed: Hydra runs the sweep's other jobs, then ends with this one line and exit 1."""
+
+
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # the ones Lightning reads
+
+
+def owns_marker() -> bool:
+    """Only the first process of a run keeps its job marker: the other processes of a DDP run, which
+    Lightning starts with a rank in the environment, never clear or mark the folder. Read from the
+    environment, so a job that is already done is skipped without importing torch."""
+    ranks = [os.environ[v] for v in RANK_VARIABLES if os.environ.get(v, "").isdigit()]
+    return not ranks or int(ranks[0]) == 0
+
+
+def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) -> None:
+    """One job under its marker: skipped when done, else cleared, run, and marked done or failed."""
+    from robustlab.runs import jobs
+    from robustlab.runs.identity import job_identity
+
+    identity = job_identity(OmegaConf.to_container(cfg, resolve=True))
+    if not jobs.forced() and jobs.state(run_dir, identity).state == jobs.DONE:
+        print(f"skipped: already done ({identity}) in {run_dir}", flush=True)
+        log.info("skipped: already done (%s)", identity)
+        return
+    jobs.begin(run_dir, identity, overrides)
+    try:
+        run(cfg, run_dir)
+    except RobustlabError as error:
+        jobs.fail(run_dir, str(error))
+        if not multirun:
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise JobFailed(f"error: {error}") from None
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            jobs.fail(run_dir, f"exit status {exit_.code}")
+            if multirun:
+                raise JobFailed(f"error: exit status {exit_.code} in {run_dir}") from None
+        raise
+    except Exception as error:  # a bug: the traceback stays (Hydra prints it after the sweep's other jobs)
+        jobs.fail(run_dir, f"{type(error).__name__}: {error}".splitlines()[0][:300])
+        raise
+    jobs.finish(run_dir)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
     with one_line_errors(speaks=is_rank_zero):
         if cfg.get("gpu_per_job"):
-            pin_gpu(HydraConfig.get().job.num)
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+            pin_gpu(hydra_cfg.job.num)
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        if not owns_marker():
+            run(cfg, run_dir)
+            return
+        run_job(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.mode == RunMode.MULTIRUN)
 
 
 def unknown_option(overrides: list[str]) -> str | None:

@@ -29,7 +29,7 @@ from robustlab.errors import RobustlabError, one_line_errors, require
 
 METRICS = "metrics.json"
 COLUMNS = ["run_dir", "group", "name", "experiment", "profile", "seed", "metric", "value"]
-META_KEYS = {"experiment", "profile", "seed", "config"}  # columns of their own, not metrics
+META_KEYS = {"schema_version", "experiment", "profile", "seed", "config"}  # columns of their own, not metrics
 
 
 @dataclass(frozen=True)

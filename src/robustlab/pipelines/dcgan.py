@@ -108,7 +108,7 @@ class DCGANRun:
         if labeled is not None:
             metrics["semi_supervised"] = self.semi_supervised(labeled)
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        results.write_metrics(self.run_dir, metrics)
         return metrics
 
     def labeled_subset(self) -> Split:

@@ -75,7 +75,7 @@ class LinearRobust:
         log.info("eps=%g: test accuracy %.4f, attacked test accuracy < 50%% from eps %s (%s attack)", model.epsilon,
                  metrics["test_accuracy"], metrics["attack"]["eps_below_50"], self.attack.label)
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        results.write_metrics(self.run_dir, metrics)
         return metrics
 
     def attack_curves(self, model: LinearHinge) -> dict[str, np.ndarray]:

@@ -149,7 +149,7 @@ class RPRRetrain:
         metrics["timings_s"] = self.timings
         metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
         if is_rank_zero():
-            results.write_json(self.run_dir / results.METRICS, metrics)
+            results.write_metrics(self.run_dir, metrics)
         return metrics
 
     def measure_points(self, model, split: Split, name: str) -> RPRResult:

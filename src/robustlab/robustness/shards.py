@@ -116,7 +116,7 @@ def merge_multirun(multirun: str | Path, out: str | Path) -> list[Path]:
     metrics.update(shard=None, merged_from=[str(job) for job, _ in shards],
                    M={**base["M"], "test": summarise(merged, num_classes)})
     metrics["config"]["rpr"]["shard"] = None
-    return [results.save_rpr(out / RPR_FILE, merged), results.write_json(out / results.METRICS, metrics)]
+    return [results.save_rpr(out / RPR_FILE, merged), results.write_metrics(out, metrics)]
 
 
 def parser() -> argparse.ArgumentParser:
