@@ -8,7 +8,7 @@ marker first (robustlab.runs.jobs): a job already done with the same identity (c
 that cannot change a result, plus the code version) prints "skipped: already done (<identity>)" and
 does no work; otherwise what an earlier attempt left is cleared, the job runs, and "done" is written
 last. ROBUSTLAB_FORCE=1 runs every job again. A job of a multirun that fails records why and lets the
-sweep go on; Hydra then ends with exit status 1 and the first failure.
+sweep go on: the command then ends with exit status 2 (bad input; basic launcher) or Hydra's exit 1.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class JobFailed(CompactHydraException):
     """A job of a multirun failed: Hydra runs the sweep's other jobs, then ends with this one line and exit 1."""
 
 
+FAILED_JOBS: list[str] = []  # jobs of this process's multirun that stopped on bad input (basic launcher)
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # the ones Lightning reads
 
 
@@ -97,6 +98,20 @@ def owns_marker() -> bool:
     environment, so a job that is already done is skipped without importing torch."""
     ranks = [os.environ[v] for v in RANK_VARIABLES if os.environ.get(v, "").isdigit()]
     return not ranks or int(ranks[0]) == 0
+
+
+def in_process_launcher() -> bool:
+    """Hydra's basic launcher runs the jobs in this process, so main() sees their failures at the end."""
+    return "BasicLauncher" in str(HydraConfig.get().launcher.get("_target_", ""))
+
+
+def job_failed(run_dir: Path, line: str) -> None:
+    """A job of a multirun stopped: its one line now; the sweep goes on. With the basic launcher main()
+    exits 2 after the sweep; other launchers run jobs elsewhere, so Hydra reports it (exit 1)."""
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    if not in_process_launcher():
+        raise JobFailed(f"error: {line}") from None
+    FAILED_JOBS.append(f"{run_dir}: {line}")
 
 
 def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool) -> None:
@@ -116,14 +131,14 @@ def run_job(cfg: DictConfig, run_dir: Path, overrides: list[str], multirun: bool
         jobs.fail(run_dir, str(error))
         if not multirun:
             raise
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        raise JobFailed(f"error: {error}") from None
+        return job_failed(run_dir, str(error))
     except SystemExit as exit_:
-        if exit_.code not in (0, None):
-            jobs.fail(run_dir, f"exit status {exit_.code}")
-            if multirun:
-                raise JobFailed(f"error: exit status {exit_.code} in {run_dir}") from None
-        raise
+        if exit_.code in (0, None):
+            raise
+        jobs.fail(run_dir, f"exit status {exit_.code}")
+        if not multirun:
+            raise
+        return job_failed(run_dir, f"exit status {exit_.code}")
     except Exception as error:  # a bug: the traceback stays (Hydra prints it after the sweep's other jobs)
         jobs.fail(run_dir, f"{type(error).__name__}: {error}".splitlines()[0][:300])
         raise
@@ -170,6 +185,8 @@ def main() -> None:
         problem = unknown_option(sys.argv[1:])
         require(problem is None, str(problem))
     _main()
+    if FAILED_JOBS:  # each already said why in one line; the other jobs of the sweep ran
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

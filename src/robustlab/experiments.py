@@ -126,7 +126,7 @@ class Context:
 
     @property
     def run_dir(self) -> Path:
-        return self.output / "reproduce" / self.profile
+        return layout.profile_dir(self.output, self.profile)
 
     def values(self, experiments: list[Experiment]) -> dict[str, str]:
         values = {"profile": self.profile, "seeds": seeds(self.profile), "run_dir": str(self.run_dir),

@@ -27,6 +27,7 @@ from robustlab.report_results import Table, measured_tables
 from robustlab.report_results import num as _num
 from robustlab.report_sections import LATEX, MARKDOWN, README, existing, merge
 from robustlab.reporting import CLAIMS, claim_blocks, load_claims
+from robustlab.runs.layout import REPRODUCE, profile_dir
 from robustlab.stats import LEVEL, RESAMPLES
 from robustlab.store import collect_runs, report_skipped
 
@@ -153,7 +154,7 @@ def run_summary(store: pd.DataFrame, profile: str, blocks: dict) -> list[tuple[s
 
 
 def _skipped_in(skipped, root: Path, profile: str) -> list[str]:
-    prefix = (root / "reproduce" / profile).as_posix() + "/"
+    prefix = profile_dir(root, profile).as_posix() + "/"
     return [f"{s.path.as_posix()}: {s.reason}" for s in skipped if s.path.as_posix().startswith(prefix)]
 
 
@@ -294,7 +295,7 @@ def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims
         require(re.fullmatch(r"[A-Za-z0-9_.-]+", profile) is not None, f"profile '{profile}' is not a plain name (e.g. paper, quick)")
     blocks = claim_blocks(load_claims(claims_path))
     store, skipped = collect_runs(root)
-    report_skipped([s for s in skipped if (Path(root) / "reproduce") in s.path.parents])  # the report's runs only
+    report_skipped([s for s in skipped if (Path(root) / REPRODUCE) in s.path.parents])  # the report's runs only
     tables = {p: claims_frame(store, p, blocks) for p in profiles}
     measured = {p: measured_tables(root, p) for p in profiles}
     context = {"root": root, "out": out, "figures_root": figures_root, "blocks": blocks, "store": store, "skipped": skipped,

@@ -30,6 +30,7 @@ from robustlab import results
 from robustlab.config import build
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
+from robustlab.runs import layout
 from robustlab.evaluation import load_judge, quality_report
 from robustlab.models.dcgan import DCGAN, DiscriminatorClassifier, save_grid
 from robustlab.pipelines.rpr_retrain import sample_points
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "dcgan"
 GAN = "G"  # log folder and checkpoint name of the GAN
 INTERPOLATION = "interpolation"
-HISTOGRAM = "class_histogram.csv"
+HISTOGRAM = layout.CLASS_HISTOGRAM
 OPTIONS = ("minibatch_discrimination", "semi_supervised", "feature_matching", "conditional")
 
 

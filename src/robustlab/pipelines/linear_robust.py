@@ -29,11 +29,12 @@ from robustlab.models.linear_hinge import LinearHinge
 from robustlab.pipelines.training import fit_classifier, timed
 from robustlab.reporting import claims_table
 from robustlab.robustness.attacks import Attack, attacked, accuracy_under_attack, clean_accuracy, correct, crossing, linspace_grid
+from robustlab.runs import layout
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "linear_robust"
-CURVE, WEIGHTS, MISCLASSIFIED = "attack_curve.csv", "weights.npz", "misclassified.npz"
+CURVE, WEIGHTS, MISCLASSIFIED = layout.ATTACK_CURVE, layout.WEIGHTS, layout.MISCLASSIFIED
 
 
 def grid_spec(spec) -> dict | list:

@@ -16,8 +16,15 @@ HYDRA_DIR = ".hydra"          # Hydra's config.yaml / overrides.yaml of the job 
 HYDRA_CONFIG = f"{HYDRA_DIR}/config.yaml"
 MULTIRUN = "multirun.yaml"    # in a multirun folder, beside its job folders
 LOG = "cli.log"               # Hydra's job log (the entry point's module is robustlab.cli)
-RPR_EXAMPLES = "examples_M_test.npz"
+RPR_EXAMPLES = "examples_M_test.npz"       # rpr_retrain: test images of M with their first failures
 RPR_SUMMARY = "rpr_summary.csv"
+ATTACK_CURVE = "attack_curve.csv"           # linear_robust
+WEIGHTS = "weights.npz"
+MISCLASSIFIED = "misclassified.npz"
+CLASS_HISTOGRAM = "class_histogram.csv"     # dcgan
+INTERPOLATION = "interpolation"             # dcgan: .npz (the images) and .png
+AUGMENT_TABLE = "augment_table.csv"         # rpr_gan_augment
+GENERATED_EXAMPLES = "generated_examples.npz"
 REPRODUCE = "reproduce"       # <output root>/reproduce/<profile>/<group>: the runs of `make reproduce`
 
 

@@ -36,7 +36,9 @@ TYPES = {"schema_version": int, "experiment": str, "profile": str, "seed": int, 
 
 
 def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
-    """``run_dir``/metrics.json, atomically, ``schema_version`` first; the shared keys are type-checked."""
+    """``run_dir``/metrics.json, atomically, ``schema_version`` first; the shared keys are type-checked.
+    ``metrics`` itself gets the version too, so what a pipeline returns is what it wrote."""
+    metrics[VERSION_KEY] = SCHEMA_VERSION
     stamped = {VERSION_KEY: SCHEMA_VERSION, **{k: v for k, v in metrics.items() if k != VERSION_KEY}}
     check(stamped, metrics_path(run_dir))
     return write_json(metrics_path(run_dir), stamped)
