@@ -4,6 +4,9 @@
 #   make lint                      ruff format --check, ruff check and lint-imports (rules in pyproject.toml)
 #   make reproduce [PROFILE=quick] the experiments of experiments/ then every figure (default: paper)
 #   make figures   [PROFILE=quick] the figures again, from the logged results only (ONLY=rpr_mnist: one experiment)
+#   make status    [PROFILE=quick] every job of make reproduce: done, missing, failed or stale, and what makes it
+#                  (make reproduce resumes: finished jobs are skipped; FORCE=1 runs them again; ONLY=<experiment
+#                  or run group>, comma-separated, runs only those)
 #   make results                   every run under $(OUTPUT) in one table (outputs/results/results.csv)
 #   make paper                     claims tables, paper/REPRODUCTION.md (and report.pdf with latexmk)
 PYTHON   ?= python3.11
@@ -16,7 +19,7 @@ FIGURES  ?= figures
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
-.PHONY: test reproduce figures results paper benchmark check-profile clean-venv data-fashion-mnist
+.PHONY: test reproduce figures status results paper benchmark check-profile check-force clean-venv data-fashion-mnist
 
 # Fashion-MNIST from Debian's package dataset-fashion-mnist (no internet needed), unpacked into
 # torchvision's layout under DATA_ROOT.
@@ -44,13 +47,20 @@ lint: $(STAMP)
 check-profile:
 	@case "$(PROFILE)" in quick|paper) ;; *) echo "error: PROFILE must be quick or paper, got '$(PROFILE)'"; exit 2;; esac
 
+check-force:
+	@case "$(FORCE)" in ''|0|1) ;; *) echo "error: FORCE must be 0 or 1, got '$(FORCE)'"; exit 2;; esac
+
 # The commands live in experiments/*.md (one block per experiment); robustlab-reproduce runs them.
-reproduce: check-profile $(STAMP)
-	$(BIN)/robustlab-reproduce run --profile $(PROFILE) --output $(OUTPUT) --figures-root $(FIGURES) $(if $(ONLY),--only $(ONLY))
+# Killed or failed, it resumes where it stopped: rerun the same command (FORCE=1: every job again).
+reproduce: check-profile check-force $(STAMP)
+	$(BIN)/robustlab-reproduce run --profile $(PROFILE) --output $(OUTPUT) --figures-root $(FIGURES) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force $(FORCE))
 	$(MAKE) --no-print-directory results paper
 
 figures: check-profile $(STAMP)
 	$(BIN)/robustlab-reproduce figures --profile $(PROFILE) --output $(OUTPUT) --figures-root $(FIGURES) $(if $(ONLY),--only $(ONLY))
+
+status: check-profile check-force $(STAMP)
+	$(BIN)/robustlab-reproduce status --profile $(PROFILE) --output $(OUTPUT) $(if $(ONLY),--only $(ONLY))
 
 results: $(STAMP)
 	$(BIN)/robustlab-results --root $(OUTPUT) --out $(OUTPUT)/results

@@ -117,10 +117,17 @@ def test_make_figures_with_runs_missing_draws_what_it_can_and_names_the_rest(tin
 
 
 def test_one_experiment_alone_still_finds_the_groups_of_others(tmp_path, monkeypatch):
-    """`make reproduce ONLY=rpr_gan_augment` runs only its group, with rpr_mnist's folder filled in."""
+    """`make reproduce ONLY=rpr_gan_augment` runs only its group, with rpr_mnist's folder filled in.
+
+    Its input, rpr_mnist's seed 0, must be a finished job now (else the group is skipped, naming it):
+    a hand-made one here. The runner starts a group through ``launch`` (it watches the job markers)."""
     calls = []
-    monkeypatch.setattr(ex.subprocess, "call", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(ex, "launch", lambda argv, env, watch: calls.append(argv) or 0)
     ctx = ex.Context("quick", tmp_path, tmp_path / "figures", "data")
+    seed_0 = ctx.run_dir / "rpr_mnist" / "seed_0"
+    seed_0.mkdir(parents=True)
+    (seed_0 / "M.ckpt").write_bytes(b"weights")
+    (seed_0 / "metrics.json").write_text("{}")
     ex.run_groups(ex.load(only="rpr_gan_augment"), ctx)
     assert len(calls) == 1 and f"checkpoint={ctx.run_dir / 'rpr_mnist'}/seed_0/M.ckpt" in calls[0]
     assert (ctx.run_dir / "timings.json").is_file()

@@ -333,3 +333,41 @@ def test_readme_without_markers_is_one_error_line(runs_root, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith(f"error: {readme}: needs the marker lines")
     assert "<!-- generated:claims:start -->" in err and "<!-- generated:claims:end -->" in err
     assert readme.read_text() == "# Project\n<!-- generated:claims:start -->\n" and not out.exists()  # nothing written
+
+
+def test_a_report_from_quick_runs_alone_keeps_the_paper_sections_byte_identical(runs_root, tmp_path):
+    """A reviewer's `make paper` after `make reproduce PROFILE=quick`, with the paper runs not on the
+    machine: README, REPRODUCTION.md and report.tex keep the paper profile's sections as they were."""
+    import shutil
+
+    from robustlab.report_sections import LATEX, MARKDOWN, README, split
+
+    quick = runs_root / "reproduce" / "quick" / "rpr_mnist"
+    quick.mkdir(parents=True)
+    (quick / "multirun.yaml").write_text("hydra: {}\n")
+    for seed in (0, 1):  # quick-profile runs with other numbers than the paper ones
+        metrics = rpr_metrics(seed, train_images=2000) | {"profile": "quick"}
+        metrics["M"] = metrics["M"] | {"test_accuracy": 0.5 + seed / 100}
+        write_run(quick / f"seed_{seed}", config("rpr_mnist", seed), metrics)
+    readme, out = tmp_path / "README.md", tmp_path / "paper"
+    readme.write_text(README_TEXT)
+    common = ["--figures-root", str(tmp_path / "figures"), "--out", str(out), "--readme", str(readme)]
+    assert report_main(["--root", str(runs_root), *common]) == 0  # both profiles, as committed
+    before = {p: p.read_text() for p in (readme, out / "REPRODUCTION.md", out / "report.tex")}
+    paper_table = (out / "tables" / "claims_paper.md").read_bytes()
+
+    quick_only = tmp_path / "fresh_clone_outputs"
+    shutil.copytree(runs_root / "reproduce" / "quick", quick_only / "reproduce" / "quick")
+    for seed in (0, 1):  # the quick numbers changed since the committed report
+        path = quick_only / "reproduce" / "quick" / "rpr_mnist" / f"seed_{seed}" / "metrics.json"
+        path.write_text(path.read_text().replace('"test_accuracy": 0.5', '"test_accuracy": 0.6'))
+    assert report_main(["--root", str(quick_only), *common]) == 0
+    block = lambda text: text.split("<!-- generated:claims:start -->\n")[1].split("<!-- generated:claims:end -->")[0]  # noqa: E731
+    for path, layout, view in ((readme, README, block), (out / "REPRODUCTION.md", MARKDOWN, str), (out / "report.tex", LATEX, str)):
+        old, new = split(view(before[path]), layout)[1], split(view(path.read_text()), layout)[1]
+        assert list(new) == ["paper", "quick"], path
+        assert new["paper"].rstrip() == old["paper"].rstrip() and new["paper"] == old["paper"], path  # byte for byte
+        if layout is not LATEX:  # the reported profile is updated with its new numbers (LaTeX \inputs its table)
+            assert new["quick"] != old["quick"] and "0.6" in new["quick"], path
+    assert (out / "tables" / "claims_paper.md").read_bytes() == paper_table
+    assert "0.6" in (out / "tables" / "claims_quick.tex").read_text()

@@ -183,7 +183,11 @@ def test_rpr_over_one_and_two_processes_gives_identical_points(base_run, tiny_mn
     same_points(measured[2], measured[1])
     same_points(measured[2], results.load_rpr(run_dir / "rpr_M_test.csv"))
     files = sorted(p.name for p in (tmp_path / "p2").iterdir())
-    assert files == [".hydra", "cli.log", "examples_M_test.npz", "metrics.json", "rpr_M_test.csv", "train_ddp_process_1.log"]
+    # job.json: the job marker (rank 0 alone keeps it: the second process neither clears nor marks the folder)
+    assert files == [".hydra", "cli.log", "examples_M_test.npz", "job.json", "metrics.json", "rpr_M_test.csv", "train_ddp_process_1.log"]
+    from robustlab.runs import jobs
+
+    assert jobs.read_marker(tmp_path / "p2")["state"] == jobs.DONE and jobs.finished(tmp_path / "p2")
     assert not (tmp_path / "outputs" / "runs").exists()  # no stray run folder from the second process
 
 

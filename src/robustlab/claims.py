@@ -17,6 +17,7 @@ import pandas as pd
 
 from robustlab.errors import require
 from robustlab.reporting import claim_blocks
+from robustlab.runs.layout import REPRODUCE
 from robustlab.stats import Interval, bootstrap_mean, empty_interval
 
 COLUMNS = ["experiment", "claim", "key", "where", "claimed", "mean", "ci_low", "ci_high", "n", "seeds",
@@ -36,7 +37,7 @@ def profile_runs(store: pd.DataFrame, profile: str, run_group: str) -> dict[str,
 
 
 def group_path(profile: str, run_group: str) -> str:
-    return f"reproduce/{profile}/{run_group}"
+    return f"{REPRODUCE}/{profile}/{run_group}"
 
 
 def _same(a: float, b) -> bool:

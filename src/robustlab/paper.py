@@ -25,7 +25,9 @@ from robustlab.claims import NOT_RUN, claims_frame, group_path, profile_runs
 from robustlab.errors import one_line_errors, require
 from robustlab.report_results import Table, measured_tables
 from robustlab.report_results import num as _num
+from robustlab.report_sections import LATEX, MARKDOWN, README, existing, merge
 from robustlab.reporting import CLAIMS, claim_blocks, load_claims
+from robustlab.runs.layout import REPRODUCE, profile_dir
 from robustlab.stats import LEVEL, RESAMPLES
 from robustlab.store import collect_runs, report_skipped
 
@@ -152,7 +154,7 @@ def run_summary(store: pd.DataFrame, profile: str, blocks: dict) -> list[tuple[s
 
 
 def _skipped_in(skipped, root: Path, profile: str) -> list[str]:
-    prefix = (root / "reproduce" / profile).as_posix() + "/"
+    prefix = profile_dir(root, profile).as_posix() + "/"
     return [f"{s.path.as_posix()}: {s.reason}" for s in skipped if s.path.as_posix().startswith(prefix)]
 
 
@@ -293,16 +295,20 @@ def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims
         require(re.fullmatch(r"[A-Za-z0-9_.-]+", profile) is not None, f"profile '{profile}' is not a plain name (e.g. paper, quick)")
     blocks = claim_blocks(load_claims(claims_path))
     store, skipped = collect_runs(root)
-    report_skipped([s for s in skipped if (Path(root) / "reproduce") in s.path.parents])  # the report's runs only
+    report_skipped([s for s in skipped if (Path(root) / REPRODUCE) in s.path.parents])  # the report's runs only
     tables = {p: claims_frame(store, p, blocks) for p in profiles}
     measured = {p: measured_tables(root, p) for p in profiles}
     context = {"root": root, "out": out, "figures_root": figures_root, "blocks": blocks, "store": store, "skipped": skipped,
                "measured": measured}
     written = [path for p, t in tables.items() for path in write_tables(p, t, out)]
-    written.append(write_text(out / "REPRODUCTION.md", reproduction_md(tables, context)))
-    written.append(write_text(out / "report.tex", report_tex(tables, context)))
+    # The sections of profiles not reported now stay as they are in the existing files (report_sections).
+    md, tex_file = out / "REPRODUCTION.md", out / "report.tex"
+    written.append(write_text(md, merge(reproduction_md(tables, context), existing(md), profiles, MARKDOWN)))
+    written.append(write_text(tex_file, merge(report_tex(tables, context), existing(tex_file), profiles, LATEX)))
     if readme is not None:
-        written.append(write_text(readme, readme_parts[0] + readme_block(tables, root) + readme_parts[1]))
+        old_block = readme.read_text()[len(readme_parts[0]): -len(readme_parts[1])]
+        block = merge(readme_block(tables, root), old_block, profiles, README)
+        written.append(write_text(readme, readme_parts[0] + block + readme_parts[1]))
     for p, t in tables.items():
         print(f"profile {p}: {counts(t)}")
     return written
@@ -310,7 +316,8 @@ def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="robustlab-report", description="Claims-vs-results tables and the reproduction report, from logged runs.")
-    p.add_argument("--profile", action="append", help="profile to report (repeatable; default: every profile under ROOT/reproduce)")
+    p.add_argument("--profile", action="append", help="profile to report (repeatable; default: every profile with a finished "
+                   "run under ROOT/reproduce; the sections of other profiles in the existing files are kept)")
     p.add_argument("--root", type=Path, default=Path("outputs"), help="folder the runs were written to (default: %(default)s)")
     p.add_argument("--figures-root", type=Path, default=Path("figures"), help="folder holding <profile>/ figure folders (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("paper"), help="folder for tables/, REPRODUCTION.md and report.tex (default: %(default)s)")
@@ -320,9 +327,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def present_profiles(root: Path) -> list[str]:
-    """Every profile with a reproduce folder under the root (paper first), so one report covers both."""
-    found = sorted((p.name for p in (Path(root) / "reproduce").glob("*") if p.is_dir()), key=lambda name: (name != "paper", name))
-    require(found, f"no profile under {Path(root) / 'reproduce'}; run `make reproduce PROFILE=quick` first, or pass --profile")
+    """Every profile with a finished run under ROOT/reproduce (paper first): the ones the report updates;
+    the other profiles' sections of the existing files are kept as they are."""
+    from robustlab.runs.discover import profiles_with_runs
+
+    found = profiles_with_runs(root)
+    require(found, f"no profile under {Path(root) / 'reproduce'} has a finished run; run `make reproduce PROFILE=quick` first, "
+            "or pass --profile")
     return found
 
 

@@ -14,7 +14,10 @@ from pathlib import Path
 from robustlab.errors import RobustlabError
 from robustlab.reporting import measured  # a dotted metrics key; None where absent (older runs lack newer keys)
 from robustlab.stats import bootstrap_mean
-from robustlab.store import find_runs, read_json_object, read_metrics
+from robustlab.runs.discover import find_runs, group_folders
+from robustlab.runs.io import read_json_object
+from robustlab.runs.layout import TIMINGS, group_dir, profile_dir
+from robustlab.store import read_metrics
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ def num(value, digits: int = 4) -> str:
 def group_runs(root: Path, profile: str, group: str) -> list[dict]:
     """The metrics of every finished run of a group; unfinished ones are already named in the report's run list."""
     runs = []
-    for run_dir in find_runs(Path(root) / "reproduce" / profile / group):
+    for run_dir in find_runs(group_dir(root, profile, group)):
         try:
             runs.append(read_metrics(run_dir))
         except RobustlabError:
@@ -130,9 +133,8 @@ def _cell(run: dict, key, digits) -> str:
 
 def dcgan(root: Path, profile: str) -> Table:
     title = "DCGAN: sample quality"
-    folder = Path(root) / "reproduce" / profile
     # dcgan_mnist first; variants with options of their own (dcgan_semi, ...) as further columns
-    groups = ["dcgan_mnist"] + sorted(p.name for p in folder.glob("dcgan_*") if p.is_dir() and p.name != "dcgan_mnist")
+    groups = ["dcgan_mnist"] + [g for g in group_folders(profile_dir(root, profile), "dcgan_") if g != "dcgan_mnist"]
     columns = [(f"{g} (seed {r.get('seed')})", r) for g in groups for r in group_runs(root, profile, g)]
     if not columns:
         return missing(title, profile, "dcgan_mnist")
@@ -164,10 +166,10 @@ def gan_augment(root: Path, profile: str) -> Table:
 
 def wall_times(root: Path, profile: str) -> Table:
     title = "Wall time per run group"
-    folder = Path(root) / "reproduce" / profile
-    timings_path = folder / "timings.json"
+    folder = profile_dir(root, profile)
+    timings_path = folder / TIMINGS
     timings = read_json_object(timings_path, str(timings_path)) if timings_path.is_file() else {}
-    groups = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    groups = group_folders(folder)
     found = []
     for group in groups:
         runs = group_runs(root, profile, group)

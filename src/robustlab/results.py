@@ -1,12 +1,12 @@
-"""Run artefacts: every result file is written to a temporary name and renamed into place, so a
-crash never leaves a half-written file that a later step (a plot, a table) would trust."""
+"""Run artefacts: tables, arrays and RPR results, each written atomically (robustlab.runs.io), so a
+crash never leaves a half-written file that a later step (a plot, a table) would trust.
+
+JSON, file names and metrics.json live in robustlab.runs (io, layout, schema); this module re-exports
+them so ``results.write_json`` / ``results.METRICS`` keep working."""
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,51 +16,10 @@ import pandas as pd
 from robustlab.errors import require
 from robustlab.robustness.rpr import RPRResult
 
-METRICS = "metrics.json"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared like any file
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _plain(value: Any) -> Any:
-    """JSON-friendly copies of numpy scalars and arrays."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    return atomic_write_bytes(path, (json.dumps(_plain(data), indent=2, sort_keys=False) + "\n").encode())
-
-
-def read_json(path: str | Path) -> dict:
-    path = Path(path)
-    require(path.is_file(), f"result file missing: {path}; run the experiment that writes it first")
-    return json.loads(path.read_text())
+# The run contract lives in robustlab.runs; these names stay importable from here for older callers.
+from robustlab.runs.io import _plain, _umask, atomic_write_bytes, read_json, write_json  # noqa: E402,F401
+from robustlab.runs.layout import METRICS  # noqa: E402,F401
+from robustlab.runs.schema import write_metrics  # noqa: E402,F401
 
 
 def write_table(path: str | Path, columns: dict[str, Any]) -> Path:

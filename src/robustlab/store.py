@@ -16,7 +16,6 @@ import argparse
 import io
 import json
 import math
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,15 @@ import pandas as pd
 import yaml
 
 from robustlab.errors import RobustlabError, one_line_errors, require
+from robustlab.runs import jobs
+from robustlab.runs.discover import find_runs, group_of, natural_key  # noqa: F401  (re-exported)
+from robustlab.runs.io import read_json_object
+from robustlab.runs.layout import HYDRA_CONFIG, LOG, METRICS
+from robustlab.runs.schema import META_KEYS as SCHEMA_META_KEYS
+from robustlab.runs.schema import check
 
-METRICS = "metrics.json"
 COLUMNS = ["run_dir", "group", "name", "experiment", "profile", "seed", "metric", "value"]
-META_KEYS = {"experiment", "profile", "seed", "config"}  # columns of their own, not metrics
+META_KEYS = SCHEMA_META_KEYS  # schema_version, experiment, profile, seed, config: columns of their own, not metrics
 
 
 @dataclass(frozen=True)
@@ -41,44 +45,24 @@ class Skipped:
         return f"skipped {self.path}: {self.reason}"
 
 
-def natural_key(text: str) -> list:
-    """Sort key for run folders: seed_2 before seed_10, job 2 before job 10."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
-def find_runs(root: Path) -> list[Path]:
-    """The run folders under ``root`` (itself, for a single run), in natural order."""
-    return sorted((p.parent.parent for p in root.rglob(".hydra/config.yaml")), key=lambda p: natural_key(p.as_posix()))
-
-
-def group_of(run_dir: Path, root: Path) -> str:
-    """A job of a Hydra multirun belongs to the multirun folder; a single run is its own group."""
-    folder = run_dir.parent if (run_dir.parent / "multirun.yaml").is_file() else run_dir
-    return folder.relative_to(root).as_posix()
-
-
 def _log_tail(run_dir: Path) -> str:
-    log = run_dir / "cli.log"
+    log = run_dir / LOG
     if not log.is_file():
         return ""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    return f"; cli.log ends: {lines[-1][:160]}" if lines else ""
+    return f"; {LOG} ends: {lines[-1][:160]}" if lines else ""
 
 
 def read_metrics(run_dir: Path) -> dict:
+    """A finished run's metrics.json; a job whose marker says it is not done (killed, still running,
+    failed) never counts, even when a metrics.json is there (robustlab.runs.jobs)."""
     path = run_dir / METRICS
+    marker = jobs.read_marker(run_dir)
+    if marker is not None and not jobs.finished(run_dir):
+        why = f"failed: {marker.get('error', '?')}" if marker["state"] == jobs.FAILED else "unfinished (killed, or still running)"
+        raise RobustlabError(f"{why}{_log_tail(run_dir)}")
     require(path.is_file(), f"no {METRICS} (failed or unfinished){_log_tail(run_dir)}")
-    return read_json_object(path, METRICS)
-
-
-def read_json_object(path: Path, name: str) -> dict:
-    """A JSON file that must hold an object; ``name`` is how the one-line error calls it."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RobustlabError(f"unreadable {name}: {error}") from None
-    require(isinstance(data, dict), f"{name} holds a {type(data).__name__}, not an object")
-    return data
+    return check(read_json_object(path, METRICS), METRICS)
 
 
 def read_config(run_dir: Path, metrics: dict) -> dict:
@@ -86,7 +70,7 @@ def read_config(run_dir: Path, metrics: dict) -> dict:
     if isinstance(metrics.get("config"), dict):
         return metrics["config"]
     try:
-        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+        config = yaml.safe_load((run_dir / HYDRA_CONFIG).read_text())
     except yaml.YAMLError as error:
         raise RobustlabError(f"unreadable .hydra/config.yaml: {str(error).splitlines()[0]}") from None
     return config if isinstance(config, dict) else {}
@@ -157,8 +141,7 @@ def report_skipped(skipped: list[Skipped]) -> None:
 
 
 def write_store(frame: pd.DataFrame, out: Path) -> list[Path]:
-    # Imported here: robustlab.results pulls in torch, which --help should not wait for.
-    from robustlab.results import atomic_write_bytes
+    from robustlab.runs.io import atomic_write_bytes
 
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)

@@ -80,7 +80,7 @@ class CNNAttack:
             "timings_s": self.timings, "wall_time_s": round(time.perf_counter() - started, 1),
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        results.write_metrics(self.run_dir, metrics)
         return metrics
 
     @staticmethod

@@ -30,6 +30,7 @@ from robustlab import results
 from robustlab.config import build
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
+from robustlab.runs import layout
 from robustlab.evaluation import load_judge, quality_report
 from robustlab.models.dcgan import DCGAN, DiscriminatorClassifier, save_grid
 from robustlab.pipelines.rpr_retrain import sample_points
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "dcgan"
 GAN = "G"  # log folder and checkpoint name of the GAN
 INTERPOLATION = "interpolation"
-HISTOGRAM = "class_histogram.csv"
+HISTOGRAM = layout.CLASS_HISTOGRAM
 OPTIONS = ("minibatch_discrimination", "semi_supervised", "feature_matching", "conditional")
 
 
@@ -108,7 +109,7 @@ class DCGANRun:
         if labeled is not None:
             metrics["semi_supervised"] = self.semi_supervised(labeled)
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        results.write_metrics(self.run_dir, metrics)
         return metrics
 
     def labeled_subset(self) -> Split:

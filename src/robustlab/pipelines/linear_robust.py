@@ -29,11 +29,12 @@ from robustlab.models.linear_hinge import LinearHinge
 from robustlab.pipelines.training import fit_classifier, timed
 from robustlab.reporting import claims_table
 from robustlab.robustness.attacks import Attack, attacked, accuracy_under_attack, clean_accuracy, correct, crossing, linspace_grid
+from robustlab.runs import layout
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "linear_robust"
-CURVE, WEIGHTS, MISCLASSIFIED = "attack_curve.csv", "weights.npz", "misclassified.npz"
+CURVE, WEIGHTS, MISCLASSIFIED = layout.ATTACK_CURVE, layout.WEIGHTS, layout.MISCLASSIFIED
 
 
 def grid_spec(spec) -> dict | list:
@@ -75,7 +76,7 @@ class LinearRobust:
         log.info("eps=%g: test accuracy %.4f, attacked test accuracy < 50%% from eps %s (%s attack)", model.epsilon,
                  metrics["test_accuracy"], metrics["attack"]["eps_below_50"], self.attack.label)
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        results.write_metrics(self.run_dir, metrics)
         return metrics
 
     def attack_curves(self, model: LinearHinge) -> dict[str, np.ndarray]:

@@ -28,6 +28,7 @@ from robustlab import results
 from robustlab.config import build
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
+from robustlab.runs import layout
 from robustlab.evaluation import quality_report
 from robustlab.models.dcgan import DCGAN
 from robustlab.pipelines.dcgan import generate, train_gan, with_epochs
@@ -41,8 +42,8 @@ EXPERIMENT = "rpr_gan_augment"
 # RPR draws a point's perturbations from its dataset index: generated images get indices of their
 # own, far above any dataset's (and below 2**32, where the counter-based generator wraps).
 GENERATED_INDEX = 1_000_000_000
-TABLE = "augment_table.csv"
-EXAMPLES = "generated_examples.npz"
+TABLE = layout.AUGMENT_TABLE
+EXAMPLES = layout.GENERATED_EXAMPLES
 MODELS = {"M": "M", "M_R": "M_R", "M_R_G": "M_R+G"}  # metrics key -> name in the table and figures
 
 

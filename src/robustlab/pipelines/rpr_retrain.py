@@ -18,6 +18,8 @@ from robustlab import results
 from robustlab.config import build
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
+from robustlab.runs import layout
+from robustlab.runs.schema import read_metrics
 from robustlab.models import load_classifier
 from robustlab.pipelines.devices import is_rank_zero, measure_in_processes, require_devices, rpr_trainer
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
@@ -80,7 +82,7 @@ class RPRRetrain:
                 compile=r.compile, autocast=r.autocast, progress=r.progress, desc=f"RPR {name}",
             )
         if save:
-            results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
+            results.save_rpr(self.run_dir / layout.rpr_file(name), result)
         log.info("RPR %s: robust ratio %.4f over all %d points (%.4f of correctly classified)", name,
                  result.robust_ratio(), len(result.index), result.robust_ratio(over="correct"))
         return result
@@ -102,12 +104,12 @@ class RPRRetrain:
         if source is None:
             model = self.train(self.data, "M")
             if cached and is_rank_zero():
-                results.atomic_write_bytes(cached, (self.run_dir / "M.ckpt").read_bytes())
+                results.atomic_write_bytes(cached, (self.run_dir / layout.checkpoint_file("M")).read_bytes())
             return model
         log.info("M loaded from %s (no training)", source)
         self.m_source = str(source)
         if source == cached and is_rank_zero():  # keep the run directory self-contained
-            results.atomic_write_bytes(self.run_dir / "M.ckpt", cached.read_bytes())
+            results.atomic_write_bytes(self.run_dir / layout.checkpoint_file("M"), cached.read_bytes())
         model = load_classifier(get_class(self.cfg.model._target_), source)
         require(tuple(model.input_shape) == self.data.input_shape, f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}")
         return model
@@ -138,7 +140,7 @@ class RPRRetrain:
         metrics["timings_s"] = self.timings
         metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
         if is_rank_zero():
-            results.write_json(self.run_dir / results.METRICS, metrics)
+            results.write_metrics(self.run_dir, metrics)
         return metrics
 
     def measure_points(self, model, split: Split, name: str) -> RPRResult:
@@ -157,7 +159,7 @@ class RPRRetrain:
         with timed(self.timings, f"rpr_{name}"):
             result = merge_results([r for r in measure_in_processes(self.processes, model, share) if r is not None])
         if is_rank_zero():
-            results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
+            results.save_rpr(self.run_dir / layout.rpr_file(name), result)
         return result
 
     def reused(self, model, split: Split, name: str) -> RPRResult | None:
@@ -168,9 +170,9 @@ class RPRRetrain:
         if not source or name not in ("M_test", "M_train"):
             return None
         folder = Path(source)
-        logged, other = results.load_rpr(folder / f"rpr_{name}.csv"), results.read_json(folder / results.METRICS)
+        logged, other = results.load_rpr(folder / layout.rpr_file(name)), read_metrics(folder)
         with torch.random.fork_rng():  # building a model draws global random numbers; M_R's must not shift
-            earlier_m = load_classifier(get_class(self.cfg.model._target_), folder / "M.ckpt")
+            earlier_m = load_classifier(get_class(self.cfg.model._target_), folder / layout.checkpoint_file("M"))
         same = {
             "M": model_digest(earlier_m) == model_digest(model), "seed": other.get("seed") == self.cfg.seed,
             "scheme": other.get("perturbation") == self.perturbation.describe(), "MAX_STEPS": logged.max_steps == self.cfg.rpr.max_steps,
@@ -180,7 +182,7 @@ class RPRRetrain:
         require(not differ, f"rpr.reuse_from={folder}: its rpr_{name}.csv was measured with another {', '.join(differ)}; "
                 "drop rpr.reuse_from to measure here")
         if is_rank_zero():
-            results.save_rpr(self.run_dir / f"rpr_{name}.csv", logged)
+            results.save_rpr(self.run_dir / layout.rpr_file(name), logged)
         log.info("RPR %s taken from %s (same M, seed, scheme, MAX_STEPS and points)", name, folder)
         self.timings[f"rpr_{name}"] = 0.0
         return logged
@@ -242,7 +244,7 @@ class RPRRetrain:
         steps = torch.as_tensor(rpr.first_failure[fragile])
         perturbed = perturb_at(self.perturbation, self.cfg.seed, images, torch.as_tensor(rpr.index[fragile]), steps)
         results.write_arrays(
-            self.run_dir / "examples_M_test.npz",
+            self.run_dir / layout.RPR_EXAMPLES,
             robust_images=split.images[torch.as_tensor(robust, dtype=torch.int64)].numpy(),
             robust_labels=rpr.label[robust],
             fragile_images=images.numpy(),

@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from robustlab.data import Split, VisionDataModule
 from robustlab.pipelines.devices import require_devices
 from robustlab.robustness.rpr import as_scores_fn, predict
+from robustlab.runs import layout
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cf
     trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=loggers)
     log.info("training %s on %d images for %d epochs", name, len(data.train), trainer.max_epochs)
     trainer.fit(model, datamodule=data)
-    checkpoint = run_dir / f"{name}.ckpt"
+    checkpoint = run_dir / layout.checkpoint_file(name)
     partial = checkpoint.with_suffix(".ckpt.tmp")
     trainer.save_checkpoint(str(partial))  # every DDP process must call it; rank 0 alone writes
     if trainer.is_global_zero:

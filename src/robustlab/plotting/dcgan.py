@@ -20,6 +20,7 @@ from robustlab import results
 from robustlab.errors import require
 from robustlab.plotting.rpr import CLASS_NAMES, curve_series, finished, image_grid, job_dirs, notice, rpr_file
 from robustlab.plotting.style import MODEL_COLORS, PALETTE, draw_curve, finish, footer, provenance, ratio_axes, save_figure, themed
+from robustlab.runs.layout import AUGMENT_TABLE, CLASS_HISTOGRAM, GENERATED_EXAMPLES, INTERPOLATION, metrics_path
 
 GAN_DIR = "G"  # the GAN's log folder in a run directory (pipelines.dcgan.GAN)
 GRIDS_SHOWN = 6  # sample grids in the over-training figure: the first, the last and evenly spaced ones between
@@ -31,8 +32,8 @@ SHORT = {"minibatch_discrimination": "MBD", "semi_supervised": "semi-sup.", "fea
 def load_metrics(run_dir: str | Path, experiments: tuple[str, ...]) -> tuple[Path, dict]:
     path = Path(run_dir)
     require(path.is_dir(), f"run directory not found: {path}")
-    require((path / results.METRICS).is_file(), f"{path} is not a run directory (no {results.METRICS}); pass a folder written by `robustlab`")
-    metrics = results.read_json(path / results.METRICS)
+    require(metrics_path(path).is_file(), f"{path} is not a run directory (no {results.METRICS}); pass a folder written by `robustlab`")
+    metrics = results.read_json(metrics_path(path))
     require(metrics.get("experiment") in experiments,
             f"{path} holds a run of experiment '{metrics.get('experiment', '?')}'; this command draws runs of {' or '.join(experiments)}")
     return path, metrics
@@ -76,7 +77,7 @@ def plot_samples(gan_dir: Path, out_dir: Path, foot: str, name: str) -> list[Pat
 @themed
 def plot_interpolation(run_dir: Path, out_dir: Path, foot: str, name: str) -> list[Path]:
     """Rows: G along the straight line between two latent codes (Radford et al. Sec. 6.1)."""
-    data = results.read_arrays(run_dir / "interpolation.npz")
+    data = results.read_arrays(run_dir / f"{INTERPOLATION}.npz")
     images, alpha = data["images"], data["alpha"]
     rows = [(f"class {c}" if "classes" in data else f"pair {r + 1}", images[r], [f"{a:.2f}" if r == 0 else "" for a in alpha])
             for r, c in zip(range(len(images)), data.get("classes", range(len(images))))]
@@ -107,7 +108,7 @@ def plot_losses(gan_dir: Path, out_dir: Path, foot: str, name: str) -> list[Path
 @themed
 def plot_class_histogram(run_dir: Path, metrics: dict, out_dir: Path, foot: str, name: str) -> list[Path]:
     """Classes the quality classifier predicts for generated vs real test images (mode collapse shows as spikes)."""
-    table = pd.read_csv(run_dir / "class_histogram.csv")
+    table = pd.read_csv(run_dir / CLASS_HISTOGRAM)
     q = metrics["quality"]
     classes = table["class"].to_numpy()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -136,13 +137,13 @@ def plot_gan(run_dir: Path, metrics: dict, out_dir: Path, foot: str, prefix: str
     written += plot_samples(gan_dir, out_dir, foot, f"{prefix}_samples")
     figures = [(f"{GAN_DIR}/metrics.csv", lambda: plot_losses(gan_dir, out_dir, foot, f"{prefix}_losses"))]
     if dcgan_run:
-        figures += [("interpolation.npz", lambda: plot_interpolation(run_dir, out_dir, foot, f"{prefix}_interpolation")),
-                    ("class_histogram.csv", lambda: plot_class_histogram(run_dir, metrics, out_dir, foot, f"{prefix}_classes"))]
+        figures += [(f"{INTERPOLATION}.npz", lambda: plot_interpolation(run_dir, out_dir, foot, f"{prefix}_interpolation")),
+                    (CLASS_HISTOGRAM, lambda: plot_class_histogram(run_dir, metrics, out_dir, foot, f"{prefix}_classes"))]
     for file, draw in figures:
         if (run_dir / file).is_file():
             written += draw()
         else:
-            why = " (quality.classifier was null)" if file == "class_histogram.csv" else " (too few steps to log: lower trainer.log_every_n_steps)"
+            why = " (quality.classifier was null)" if file == CLASS_HISTOGRAM else " (too few steps to log: lower trainer.log_every_n_steps)"
             notice(f"skipped {prefix} figure from {file}: not in {run_dir}{why}")
     return written
 
@@ -156,7 +157,7 @@ def plot_dcgan(run_dir: str | Path, out_dir: str | Path, prefix: str = "dcgan") 
 @themed
 def plot_augment_models(run_dir: Path, metrics: dict, out_dir: Path, name: str) -> list[Path]:
     """M, M_R and M_R+G: test accuracy and robust ratio (bars), robust ratio vs MAX_STEPS (curves)."""
-    table = pd.read_csv(run_dir / "augment_table.csv")
+    table = pd.read_csv(run_dir / AUGMENT_TABLE)
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(10.5, 4.2))
     x = np.arange(len(table))
     for offset, column, label, color in ((-0.2, "test_accuracy", "test accuracy", PALETTE[0]), (0.2, "robust_ratio", "robust ratio (all test points)", PALETTE[1])):
@@ -179,7 +180,7 @@ def plot_augment_models(run_dir: Path, metrics: dict, out_dir: Path, name: str) 
 @themed
 def plot_augment_examples(run_dir: Path, metrics: dict, out_dir: Path, name: str) -> list[Path]:
     """Generated images that were kept (robust under M) and rejected (with why)."""
-    ex = results.read_arrays(run_dir / "generated_examples.npz")
+    ex = results.read_arrays(run_dir / GENERATED_EXAMPLES)
     names = class_names(metrics, len(metrics["gan"]["kept_per_class"]))
     why = lambda p, s: f"M says {names[p]}" if s == 0 else f"fooled at step {s}"  # noqa: E731
     fig = image_grid([
@@ -195,7 +196,7 @@ def plot_gan_augment(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     run come from ``robustlab-plot rpr``); returns the written paths."""
     path, metrics = load_metrics(run_dir, ("rpr_gan_augment",))
     out_dir = Path(out_dir)
-    needed = ["augment_table.csv", "generated_examples.npz"] + [rpr_file(f"{key}_test") for key in AUGMENT_MODELS.values()]
+    needed = [AUGMENT_TABLE, GENERATED_EXAMPLES] + [rpr_file(f"{key}_test") for key in AUGMENT_MODELS.values()]
     for file in needed:
         require((path / file).is_file(), f"{path} lacks {file}; rerun the experiment")
     written = plot_augment_models(path, metrics, out_dir, "gan_augment_models")

@@ -22,11 +22,12 @@ from matplotlib.colors import TwoSlopeNorm
 from robustlab import results
 from robustlab.errors import require
 from robustlab.plotting.bands import BAND_MEANING, interval, seed_band, seeds_text, with_ci
-from robustlab.plotting.rpr import job_dirs, notice
+from robustlab.plotting.rpr import finished, job_dirs, notice
 from robustlab.plotting.style import PALETTE, finish, joined, provenance, save_figure, themed
+from robustlab.runs.layout import ATTACK_CURVE, METRICS, MISCLASSIFIED, WEIGHTS, metrics_path
 
 EXPERIMENT = "linear_robust"
-FILES = (results.METRICS, "attack_curve.csv", "weights.npz", "misclassified.npz")
+FILES = (METRICS, ATTACK_CURVE, WEIGHTS, MISCLASSIFIED)
 CURVES = {"exact_unclipped": "not clipped (the blog's attack)", "exact_clipped": "clipped to [0, 1]"}
 SAMPLE_EPS = np.linspace(0.0, 0.5, 11)  # the columns of the blog's misclassified-samples figure
 TABLE = "linear_table"
@@ -48,7 +49,7 @@ class LinearRun:
 
     def curve(self) -> pd.DataFrame:
         if "curve" not in self._cache:
-            self._cache["curve"] = pd.read_csv(self.path / FILES[1])
+            self._cache["curve"] = pd.read_csv(self.path / ATTACK_CURVE)
         return self._cache["curve"]
 
     def arrays(self, name: str) -> dict[str, np.ndarray]:
@@ -63,13 +64,15 @@ def model_name(epsilon: float) -> str:
 
 def load_job(job: Path) -> LinearRun | None:
     """A finished job's results, or None (with a notice naming the job) when it has none."""
+    if not finished(job):  # a killed or failed job never counts (robustlab.runs.jobs); named on stderr
+        return None
     for needed in FILES:
         if not (job / needed).is_file():
             notice(f"skipped job {job.name} ({job}): no {needed} (failed or unfinished run)")
             return None
-    metrics = results.read_json(job / results.METRICS)
+    metrics = results.read_json(metrics_path(job))
     require(metrics.get("experiment") == EXPERIMENT,
-            f"{job / results.METRICS} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of experiment={EXPERIMENT}")
+            f"{metrics_path(job)} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of experiment={EXPERIMENT}")
     return LinearRun(job, metrics)
 
 
@@ -77,7 +80,7 @@ def collect_linear_runs(multirun: str | Path) -> list[LinearRun]:
     """The finished runs of a multirun folder (or a single run folder), sorted by epsilon then seed."""
     multirun = Path(multirun)
     require(multirun.is_dir(), f"multirun directory not found: {multirun}")
-    jobs = [multirun] if (multirun / results.METRICS).is_file() else job_dirs(multirun)
+    jobs = [multirun] if metrics_path(multirun).is_file() else job_dirs(multirun)
     runs = [run for run in map(load_job, jobs) if run is not None]
     require(len(runs) > 0, f"no finished {EXPERIMENT} runs in {multirun} ({len(jobs)} job folders, none with all of {', '.join(FILES)})")
     return sorted(runs, key=lambda r: (r.epsilon, str(r.seed)))
@@ -216,7 +219,7 @@ def first_seed(runs: list[LinearRun]) -> dict[float, LinearRun]:
 def plot_weights(runs: list[LinearRun], out_dir: Path, name: str = "linear_weights") -> list[Path]:
     """Each model's w as an image, on one colour scale symmetric around 0 (one colour bar)."""
     shown = first_seed(runs)
-    weights = {eps: run.arrays("weights.npz")["w"] for eps, run in shown.items()}
+    weights = {eps: run.arrays(WEIGHTS)["w"] for eps, run in shown.items()}
     limit = max(float(np.abs(w).max()) for w in weights.values()) or 1.0
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
     n = len(weights)
@@ -249,7 +252,7 @@ def plot_misclassified(runs: list[LinearRun], out_dir: Path, name: str = "linear
     """Per model (rows) and attack epsilon (columns): the misclassified attacked test image nearest the boundary,
     titled with its true digit and its score f(x)."""
     shown = first_seed(runs)
-    data = {eps: run.arrays("misclassified.npz") for eps, run in shown.items()}
+    data = {eps: run.arrays(MISCLASSIFIED) for eps, run in shown.items()}
     columns = sample_columns(next(iter(data.values()))["eps"])
     clip = bool(next(iter(data.values()))["clip"])
     fig, axes = plt.subplots(len(data), len(columns), figsize=(1.05 * len(columns) + 1.2, 1.25 * len(data) + 1.0), squeeze=False)
@@ -283,7 +286,7 @@ def kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
 def plot_logits(runs: list[LinearRun], out_dir: Path, name: str = "linear_logits") -> list[Path]:
     """Per model: the distribution of the scores f(x) of misclassified attacked test images, one ridge per epsilon."""
     shown = first_seed(runs)
-    data = {eps: run.arrays("misclassified.npz") for eps, run in shown.items()}
+    data = {eps: run.arrays(MISCLASSIFIED) for eps, run in shown.items()}
     scores = np.concatenate([d["all_scores"] for d in data.values()])
     lo, hi = (np.percentile(scores, [0.5, 99.5]) if len(scores) else (-1.0, 1.0))
     grid = np.linspace(min(lo, -1.0), max(hi, 1.0), 400)

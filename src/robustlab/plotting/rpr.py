@@ -25,21 +25,19 @@ from robustlab.plotting.style import (
     MODEL_COLORS, MODEL_NAMES, PALETTE, distinct, draw_curve, finish, footer, joined, ratio_axes, save_figure, themed,
 )
 from robustlab.robustness.rpr import RPRResult
-from robustlab.store import natural_key
+from robustlab.runs import jobs, layout
+from robustlab.runs.discover import job_folders
+from robustlab.runs.layout import metrics_path, rpr_file  # noqa: F401  (rpr_file: imported from here by other plots)
 
-EXAMPLES = "examples_M_test.npz"
+EXAMPLES = layout.RPR_EXAMPLES
 PAIRS = 4  # first-failure pairs in Figure 2
-SUMMARY_CSV = "rpr_summary.csv"  # written only for several seeds
+SUMMARY_CSV = layout.RPR_SUMMARY  # written only for several seeds
 
 # Readable names where the integer label says little; MNIST digits are their own names.
 CLASS_NAMES = {
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     "fashion_mnist": ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"),
 }
-
-
-def rpr_file(name: str) -> str:
-    return f"rpr_{name}.csv"
 
 
 def notice(message: str) -> None:
@@ -73,9 +71,9 @@ class Run:
 
 def read_metrics(path: Path) -> dict:
     """A run's metrics.json, checked to hold what the figures read (an RPR run of M)."""
-    metrics = results.read_json(path / results.METRICS)
+    metrics = results.read_json(metrics_path(path))
     missing = [key for key in ("profile", "data", "perturbation", "max_steps", "M") if key not in metrics]
-    require(not missing, f"{path / results.METRICS} lacks {', '.join(missing)} (experiment "
+    require(not missing, f"{metrics_path(path)} lacks {', '.join(missing)} (experiment "
             f"'{metrics.get('experiment', '?')}'); robustlab-plot draws runs of the rpr_retrain pipeline")
     return metrics
 
@@ -83,13 +81,13 @@ def read_metrics(path: Path) -> dict:
 def job_dirs(multirun: Path) -> list[Path]:
     """Hydra's job folders in natural order (0, 1, ..., 10; seed_2 before seed_10); hidden ones such
     as .hydra are not jobs."""
-    jobs = [p for p in multirun.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(jobs, key=lambda p: natural_key(p.name))
+    return job_folders(multirun)
 
 
 def finished(job: Path) -> bool:
-    """Whether a job wrote metrics.json (its last result); one that did not is named on stderr."""
-    if (job / results.METRICS).is_file():
+    """Whether a job is finished (robustlab.runs.jobs: a killed or failed one never counts, even with a
+    metrics.json); one that is not is named on stderr."""
+    if jobs.finished(job):
         return True
     notice(f"skipped job {job.name} ({job}): no {results.METRICS} (failed or unfinished run)")
     return False
@@ -108,12 +106,12 @@ def load_runs(path: str | Path) -> list[Run]:
     """A run directory as one run, or a multirun folder of seeds as its finished jobs, lowest seed first."""
     path = Path(path)
     require(path.is_dir(), f"run directory not found: {path}")
-    if (path / results.METRICS).is_file():
+    if metrics_path(path).is_file():
         return [Run(path, read_metrics(path))]
-    jobs = job_dirs(path)
-    done = [Run(job, read_metrics(job)) for job in jobs if finished(job)]
+    folders = job_dirs(path)
+    done = [Run(job, read_metrics(job)) for job in folders if finished(job)]
     require(len(done) > 0, f"{path} is not a run directory (no {results.METRICS}) nor a multirun folder with a finished "
-            f"job ({len(jobs)} job folders, none with {results.METRICS}); pass a folder written by `robustlab`")
+            f"job ({len(folders)} job folders, none with {results.METRICS}); pass a folder written by `robustlab`")
     for what, value in SETTING.items():
         values = [value(r.metrics) for r in done]
         require(len(distinct(values)) == 1, f"the runs in {path} differ in {what} ({joined(values)}); robustlab-plot rpr "

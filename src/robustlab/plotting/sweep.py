@@ -19,9 +19,10 @@ from matplotlib.lines import Line2D
 from robustlab import results
 from robustlab.errors import require
 from robustlab.plotting.bands import band_patch, seed_band, seeds_text
-from robustlab.plotting.rpr import curve_series, job_dirs, notice, read_metrics, rpr_file
+from robustlab.plotting.rpr import curve_series, finished, job_dirs, notice, read_metrics, rpr_file
 from robustlab.plotting.style import MODEL_NAMES, PALETTE, draw_curve, finish, footer, ratio_axes, save_figure, themed
 from robustlab.robustness.rpr import RPRResult
+from robustlab.runs.layout import metrics_path
 
 BAND_COLUMNS = ("perturbation", "max_steps", "seeds", "mean", "ci_low", "ci_high")
 CSV_COLUMNS = ("scheme", "perturbation", "seed", "max_steps", "robust_ratio", "robust_ratio_of_correct", "test_accuracy", "run_dir")
@@ -49,6 +50,8 @@ class SweepRun:
 
 def load_job(job: Path) -> SweepRun | None:
     """A finished job's results, or None (with a notice naming the job) when it has none."""
+    if not finished(job):  # a killed or failed job never counts (robustlab.runs.jobs); named on stderr
+        return None
     for needed in (results.METRICS, rpr_file("M_test")):
         if not (job / needed).is_file():
             notice(f"skipped job {job.name} ({job}): no {needed} (failed or unfinished run)")
@@ -59,7 +62,7 @@ def load_job(job: Path) -> SweepRun | None:
 def collect_runs(multirun: str | Path) -> list[SweepRun]:
     multirun = Path(multirun)
     require(multirun.is_dir(), f"multirun directory not found: {multirun}")
-    require(not (multirun / results.METRICS).is_file(),
+    require(not metrics_path(multirun).is_file(),
             f"{multirun} is a single run directory; plot it with `robustlab-plot rpr --run {multirun}`")
     jobs = job_dirs(multirun)
     runs = [run for run in map(load_job, jobs) if run is not None]

@@ -23,10 +23,14 @@ from robustlab import results
 from robustlab.errors import one_line_errors, require
 from robustlab.robustness.rpr import RPRResult
 from robustlab.robustness.summary import summarise
+from robustlab.runs.discover import job_folders
+from robustlab.runs.jobs import finished
+from robustlab.runs.layout import METRICS, rpr_file
+from robustlab.runs.schema import read_metrics
 from robustlab.store import flat_config
 
 SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-RPR_FILE = "rpr_M_test.csv"
+RPR_FILE = rpr_file("M_test")
 
 
 def parse_shard(spec) -> tuple[int, int] | None:
@@ -79,12 +83,12 @@ def collect_shards(multirun: Path) -> list[tuple[Path, dict]]:
     """Every finished job of a sharded multirun, checked to hold each shard 0..n-1 exactly once,
     of one configuration and one M; in shard order."""
     require(multirun.is_dir(), f"multirun directory not found: {multirun}")
-    jobs = sorted(p for p in multirun.iterdir() if (p / results.METRICS).is_file())
-    require(len(jobs) > 0, f"no finished jobs in {multirun} (no job folder holds {results.METRICS})")
+    jobs = [p for p in job_folders(multirun) if finished(p)]  # a killed or failed job never counts
+    require(len(jobs) > 0, f"no finished jobs in {multirun} (no job folder holds a finished {METRICS})")
     found: dict[int, tuple[Path, dict]] = {}
     count = None
     for job in jobs:
-        metrics = results.read_json(job / results.METRICS)
+        metrics = read_metrics(job)
         shard = parse_shard(metrics.get("shard"))
         require(shard is not None, f"job {job} is not a sharded run (rpr.shard was null); merge only the jobs of rpr.shard=0/n,...")
         require(count in (None, shard[1]), f"jobs disagree on the shard count: {metrics['shard']} in {job}, n={count} elsewhere")
@@ -115,7 +119,7 @@ def merge_multirun(multirun: str | Path, out: str | Path) -> list[Path]:
     metrics.update(shard=None, merged_from=[str(job) for job, _ in shards],
                    M={**base["M"], "test": summarise(merged, num_classes)})
     metrics["config"]["rpr"]["shard"] = None
-    return [results.save_rpr(out / RPR_FILE, merged), results.write_json(out / results.METRICS, metrics)]
+    return [results.save_rpr(out / RPR_FILE, merged), results.write_metrics(out, metrics)]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -5,7 +5,14 @@ The code version is a digest of the package's *syntax trees*, docstrings dropped
 commit or of the file bytes: a reformat, a comment or a docs-only commit keeps every finished job and
 cached model valid, while any change to what the code does (or to where a module lives) makes them
 stale. A git commit would not exist in a `pip install .` and would change on every README edit; a
-hand-bumped version number would be forgotten.
+hand-bumped version number would be forgotten. Only the modules that run jobs count: the ones that
+merely read finished runs (the report, the plots, the results store, the reproduce runner) cannot change
+a result, so editing them keeps every finished job.
+
+A job's identity (``job_identity``) is the digest of its resolved config less ``IGNORED_KEYS`` (where
+files go, threads, progress bars: nothing a result depends on), with every value that names an existing
+file replaced by the digest of that file's bytes (a checkpoint made by another run group: when that
+group reruns and its model changes, the jobs reading it become stale too), plus the code version.
 """
 
 from __future__ import annotations
@@ -18,6 +25,17 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/robustlab
+
+# Modules that only read finished runs (relative to the package): not part of the code version.
+READERS = ("plotting/", "paper.py", "claims.py", "reporting.py", "report_results.py", "store.py", "experiments.py")
+
+# Dotted config keys that cannot change a result: output and data locations, the model cache folder,
+# CPU threads, progress and summary output, which GPU a job is pinned to, and rpr.reuse_from (a reused
+# RPR is checked to be the one this job would measure). Everything else counts.
+IGNORED_KEYS = (
+    "paths", "model_cache", "threads", "gpu_per_job", "rpr.reuse_from", "rpr.progress", "data.root",
+    "data.download", "data.num_workers", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+)
 
 
 def digest(value: Any, length: int = 16) -> str:
@@ -40,6 +58,56 @@ def code_version(package: Path = PACKAGE) -> str:
     """Digest of every module's syntax tree (comments, docstrings and formatting do not count)."""
     parts = []
     for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).as_posix().startswith(READERS):
+            continue
         tree = _without_docstrings(ast.parse(path.read_text(), filename=str(path)))
         parts.append([path.relative_to(package).as_posix(), ast.dump(tree)])
     return digest(parts)
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest and isinstance(tree.get(head), dict):
+        _drop(tree[head], rest)
+    elif not rest:
+        tree.pop(head, None)
+
+
+@functools.lru_cache(maxsize=256)
+def file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file's bytes (cached per path, size and modification time)."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()[:16]
+
+
+def _files_by_content(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _files_by_content(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_files_by_content(v) for v in value]
+    if isinstance(value, str) and value and "\n" not in value and len(value) < 4096:
+        path = Path(value)
+        try:
+            if path.is_file():
+                stat = path.stat()
+                return f"file:{file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}"
+        except OSError:  # a name too long or otherwise not a path: a plain string
+            pass
+    return value
+
+
+def result_config(config: dict) -> dict:
+    """The part of a resolved config (a plain dict, no ``hydra`` key) that a result depends on."""
+    tree = json.loads(json.dumps(config, default=str))  # a deep copy of plain values
+    tree.pop("hydra", None)
+    for key in IGNORED_KEYS:
+        _drop(tree, key)
+    return _files_by_content(tree)
+
+
+def job_identity(config: dict) -> str:
+    """Who a job is: its result-changing config (files by content) and the code version."""
+    return digest({"config": result_config(config), "code": code_version()})
