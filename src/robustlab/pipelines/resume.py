@@ -9,9 +9,10 @@ weights, the training data (images, labels, indices, batch size, shuffling seed)
 global random stream at the start, so a checkpoint is only ever resumed by the same training.
 
 A Lightning checkpoint holds the weights, the optimisers and the loop counters, not the random
-streams. ``RandomStreams`` adds them: the global torch / numpy / Python streams (dropout, the GAN's
-noise) and the training loader's shuffling generator, saved at the end of an epoch and put back at
-the start of the next epoch the resumed fit runs. Checkpoints are saved at epoch ends only: Lightning
+streams. ``RandomStreams`` adds the global torch / numpy / Python streams (dropout, the GAN's noise),
+saved at the end of an epoch and put back at the start of the next epoch the resumed fit runs; the
+training loader's shuffling generator is in the checkpoint through the loader itself
+(robustlab.data.module.ShuffledLoader, restored by Lightning before the loader iterates). Checkpoints are saved at epoch ends only: Lightning
 cannot resume the middle of an epoch exactly (the loader's position is not in its checkpoint).
 """
 
@@ -81,11 +82,6 @@ def training_key(model: pl.LightningModule, data, trainer_cfg: DictConfig, name:
     })
 
 
-def _train_loaders(trainer: pl.Trainer) -> list:
-    combined = trainer.fit_loop._combined_loader  # the loaders of this fit (None before setup_data)
-    return [] if combined is None else list(combined.flattened)
-
-
 class RandomStreams(pl.Callback):
     """The random streams of the fit, in its checkpoints (see the module docstring)."""
 
@@ -93,18 +89,13 @@ class RandomStreams(pl.Callback):
         self.pending: dict | None = None
 
     def state_dict(self) -> dict:
-        loaders = [dl.generator.get_state() if getattr(dl, "generator", None) is not None else None
-                   for dl in _train_loaders(self.trainer)]
         kind, keys, position, has_gauss, gauss = np.random.get_state()
         numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)]
         return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], "loaders": loaders}
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.pending = state_dict  # put back when the resumed fit starts its next epoch
-
-    def setup(self, trainer, pl_module, stage) -> None:
-        self.trainer = trainer
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if self.pending is None:
@@ -116,9 +107,6 @@ class RandomStreams(pl.Callback):
         random.setstate(state["python"])
         if state["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
-        for loader, saved in zip(_train_loaders(trainer), state["loaders"]):
-            if saved is not None and getattr(loader, "generator", None) is not None:
-                loader.generator.set_state(saved)
 
 
 class AtomicCheckpoint(ModelCheckpoint):
