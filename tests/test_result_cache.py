@@ -46,8 +46,10 @@ def test_second_identical_run_takes_every_rpr_from_the_cache_with_identical_tabl
     assert again["runtime"]["device"] == "cpu" and all(isinstance(v, str) for v in again["runtime"].values())
 
 
-@pytest.mark.parametrize("extra", [{"rpr.max_steps": 4}, {"perturbation.count": "exact"}, {"seed": 1},
-                                   {"model.lr": 0.02}, {"rpr.autocast": "bf16"}])
+@pytest.mark.parametrize(
+    "extra",
+    [{"rpr.max_steps": 4}, {"perturbation.count": "exact"}, {"seed": 1}, {"model.lr": 0.02}, {"rpr.autocast": "bf16"}],
+)
 def test_a_result_changing_option_misses(tiny_mnist_root, tmp_path, extra):
     overrides = {"rpr.retrain": "false"}
     pipeline(tiny_mnist_root, tmp_path / "first", tmp_path / "cache", **overrides)
@@ -58,8 +60,13 @@ def test_a_result_changing_option_misses(tiny_mnist_root, tmp_path, extra):
 def test_options_that_do_not_change_results_hit(tiny_mnist_root, tmp_path):
     overrides = {"rpr.retrain": "false"}
     pipeline(tiny_mnist_root, tmp_path / "first", tmp_path / "cache", **overrides)
-    other = pipeline(tiny_mnist_root, tmp_path / "other", tmp_path / "cache", **overrides,
-                     **{"rpr.batch_size": 7, "rpr.channels_last": "false", "rpr.min_block": 1, "rpr.max_block": 2})
+    other = pipeline(
+        tiny_mnist_root,
+        tmp_path / "other",
+        tmp_path / "cache",
+        **overrides,
+        **{"rpr.batch_size": 7, "rpr.channels_last": "false", "rpr.min_block": 1, "rpr.max_block": 2},
+    )
     assert other["rpr_source"]["M_test"].startswith("cache ")
     assert (tmp_path / "other" / "rpr_M_test.csv").read_bytes() == (tmp_path / "first" / "rpr_M_test.csv").read_bytes()
 
@@ -79,8 +86,16 @@ def measured(tiny_mnist_root, tmp_path):
 
 
 def measure(model, points: Split, cfg):
-    return measure_rpr(model, points.images, points.labels, make_perturbation("pixels"), cfg.rpr.max_steps, seed=0,
-                       indices=points.index, progress=False)
+    return measure_rpr(
+        model,
+        points.images,
+        points.labels,
+        make_perturbation("pixels"),
+        cfg.rpr.max_steps,
+        seed=0,
+        indices=points.index,
+        progress=False,
+    )
 
 
 def test_a_subset_of_measured_points_is_cut_out_of_the_larger_entry(measured):
@@ -110,7 +125,9 @@ def test_a_partial_or_unreadable_entry_is_never_used(measured):
     (folder / COMPLETE).unlink()  # what a writer killed before its marker would leave
     assert CachedRPR(cache, model, points, cfg.perturbation, cfg.rpr, 0).load() is None
     entry.store(measure(model, points, cfg))  # measured again: the leftover is replaced by a complete entry
-    assert (folder / COMPLETE).is_file() and CachedRPR(cache, model, points, cfg.perturbation, cfg.rpr, 0).load() is not None
+    assert (folder / COMPLETE).is_file() and CachedRPR(
+        cache, model, points, cfg.perturbation, cfg.rpr, 0
+    ).load() is not None
     (folder / "arrays.npz").write_bytes(b"truncated")
     assert CachedRPR(cache, model, points, cfg.perturbation, cfg.rpr, 0).load() is None
     leftovers = [p.name for p in (cache.folder / entry.family).iterdir() if p.name.startswith(".tmp-")]
@@ -141,8 +158,12 @@ def test_attack_curves_are_computed_once(tiny_mnist_root, checkpoint, tmp_path, 
     with caplog.at_level("INFO"):
         again = CNNAttack(cnn_config(tiny_mnist_root, checkpoint, **cache), tmp_path / "again").run()
     assert all(s.startswith("cache ") for s in again["attack_source"].values()) and "attack cache hit: " in caplog.text
-    assert (tmp_path / "again" / "attack_curve.csv").read_bytes() == (tmp_path / "first" / "attack_curve.csv").read_bytes()
-    other = CNNAttack(cnn_config(tiny_mnist_root, checkpoint, **cache, **{"attack.pgd.steps": 3}), tmp_path / "other").run()
+    assert (tmp_path / "again" / "attack_curve.csv").read_bytes() == (
+        tmp_path / "first" / "attack_curve.csv"
+    ).read_bytes()
+    other = CNNAttack(
+        cnn_config(tiny_mnist_root, checkpoint, **cache, **{"attack.pgd.steps": 3}), tmp_path / "other"
+    ).run()
     assert other["attack_source"]["M_pgd"] == "measured" and other["attack_source"]["M_fgsm"].startswith("cache ")
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["models"] == first["models"]
 
@@ -159,8 +180,12 @@ def test_fewer_test_points_are_cut_out_of_a_run_that_measured_more(tiny_mnist_ro
     a subset of the larger one, so its RPR comes from the larger entry, equal to measuring it."""
     overrides = {"rpr.retrain": "false"}
     pipeline(tiny_mnist_root, tmp_path / "more", tmp_path / "cache", **overrides)
-    fewer = pipeline(tiny_mnist_root, tmp_path / "fewer", tmp_path / "cache", **overrides, **{"profile.rpr_test_points": 30})
+    fewer = pipeline(
+        tiny_mnist_root, tmp_path / "fewer", tmp_path / "cache", **overrides, **{"profile.rpr_test_points": 30}
+    )
     assert fewer["rpr_source"]["M_test"].endswith("(rows of)")
-    fresh = pipeline(tiny_mnist_root, tmp_path / "fresh", tmp_path / "none", **overrides, **{"profile.rpr_test_points": 30})
+    fresh = pipeline(
+        tiny_mnist_root, tmp_path / "fresh", tmp_path / "none", **overrides, **{"profile.rpr_test_points": 30}
+    )
     assert fresh["rpr_source"]["M_test"] == "measured"
     assert (tmp_path / "fewer" / "rpr_M_test.csv").read_bytes() == (tmp_path / "fresh" / "rpr_M_test.csv").read_bytes()

@@ -84,7 +84,8 @@ class CNNAttack:
             | {"grid": {"start": float(self.grid[0]), "stop": float(self.grid[-1]), "num": len(self.grid)}},
             "models": per_model,
             "timings_s": self.timings, "attack_source": self.sources,  # strings: which curve came from the cache
-            "runtime": runtime_info(next(iter(self.plain.values()))), "wall_time_s": round(time.perf_counter() - started, 1),
+            "runtime": runtime_info(next(iter(self.plain.values()))),
+            "wall_time_s": round(time.perf_counter() - started, 1),
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
         results.write_json(self.run_dir / results.METRICS, metrics)
@@ -96,7 +97,11 @@ class CNNAttack:
         a = self.cfg.attack
         fast = {"channels_last": a.channels_last, "compile": a.compile, "autocast": a.autocast}
         key = attack_key(self.plain[name], attack.name, dataclasses.asdict(attack), self.grid, fast, a.batch_size)
-        compute = lambda: accuracy_under_attack(self.models[name], points.images, points.labels, self.grid, attack, a.batch_size)  # noqa: E731
+        model = self.models[name]
+
+        def compute():
+            return accuracy_under_attack(model, points.images, points.labels, self.grid, attack, a.batch_size)
+
         curve, self.sources[f"{name}_{attack.name}"] = cached_curve(self.cache, key, points, compute)
         return curve
 

@@ -91,7 +91,9 @@ class DCGANRun:
         require(isinstance(q.samples, int) and q.samples >= 2 and isinstance(q.batch_size, int) and q.batch_size >= 1,
                 f"quality.samples must be an integer >= 2 and quality.batch_size >= 1, got {q.samples} and {q.batch_size}")
         # Loaded now: a missing or wrong classifier stops the run before any training.
-        self.judge = None if q.classifier is None else load_judge(q.classifier, self.data.input_shape).to(compute_device(cfg.trainer))
+        self.judge = None if q.classifier is None else load_judge(q.classifier, self.data.input_shape)
+        if self.judge is not None:
+            self.judge = self.judge.to(compute_device(cfg.trainer))
 
     @property
     def hp(self):
@@ -102,7 +104,8 @@ class DCGANRun:
         self.data.setup()  # reads the data (or fails in one line) before any training
         labeled = self.labeled_subset() if self.hp.semi_supervised else None
         metrics = self.metrics()
-        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, resume_from_config(self.cfg))
+        resume = resume_from_config(self.cfg)
+        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, resume)
         with timed(self.timings, "interpolation"):
             self.save_interpolation()
         if self.judge is not None:
@@ -160,8 +163,8 @@ class DCGANRun:
                                            hp.mbd_kernels, hp.mbd_kernel_dim, hp.lr, tuple(hp.betas))
         epochs = max(1, math.ceil(self.model.iteration / math.ceil(len(labeled) / batch)))
         with timed(self.timings, "train_D_labels_only"):
-            fit_classifier(baseline, self.data.with_train_index(labeled.index), with_epochs(self.cfg.trainer, epochs), self.run_dir, "D_labels_only",
-                           resume=resume_from_config(self.cfg))
+            fit_classifier(baseline, self.data.with_train_index(labeled.index), with_epochs(self.cfg.trainer, epochs),
+                           self.run_dir, "D_labels_only", resume=resume_from_config(self.cfg))
         return {
             "labels_per_class": hp.labels_per_class, "labelled_images": len(labeled),
             "gan_discriminator_test_accuracy": gan_accuracy,

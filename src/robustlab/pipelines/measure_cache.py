@@ -55,8 +55,15 @@ def point_ids(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -
 
 
 def rpr_key(model, perturbation_cfg, rpr_cfg, seed: int) -> dict:
-    key = {"what": "rpr", "code": code_version(), "model": model_key(model), "perturbation": _plain(perturbation_cfg),
-           "seed": int(seed), "max_steps": int(rpr_cfg.max_steps), "autocast": rpr_cfg.get("autocast")}
+    key = {
+        "what": "rpr",
+        "code": code_version(),
+        "model": model_key(model),
+        "perturbation": _plain(perturbation_cfg),
+        "seed": int(seed),
+        "max_steps": int(rpr_cfg.max_steps),
+        "autocast": rpr_cfg.get("autocast"),
+    }
     if key["autocast"] is not None:
         key |= {name: _plain(rpr_cfg.get(name)) for name in SCHEDULE_OPTIONS} | {"device": device_of(model)}
     return key
@@ -97,9 +104,17 @@ class CachedRPR:
 
 
 def attack_key(model, attack_label: str, attack_options: dict, grid: np.ndarray, fast: dict, batch_size: int) -> dict:
-    return {"what": "attack", "code": code_version(), "model": model_key(model), "attack": attack_label,
-            "options": attack_options, "grid": [float(e) for e in grid], "fast": fast, "batch_size": int(batch_size),
-            "device": device_of(model)}
+    return {
+        "what": "attack",
+        "code": code_version(),
+        "model": model_key(model),
+        "attack": attack_label,
+        "options": attack_options,
+        "grid": [float(e) for e in grid],
+        "fast": fast,
+        "batch_size": int(batch_size),
+        "device": device_of(model),
+    }
 
 
 def cached_curve(cache: ResultCache, key: dict, points, compute) -> tuple[np.ndarray, str]:

@@ -1,5 +1,5 @@
 """Resumable training: a fit killed part-way continues from its last checkpoint instead of starting over,
-and ends with the weights an uninterrupted fit ends with (on CPU: exactly; tests/test_resume.py).
+and ends with the weights an uninterrupted fit ends with (on CPU: exactly; tests/test_training_resume.py).
 
 The checkpoints live beside the model cache, not in the run folder (a killed job's run folder is
 cleared when the job starts again): ``<model_cache>/partial/<key>/last.ckpt``, written every
@@ -11,9 +11,10 @@ global random stream at the start, so a checkpoint is only ever resumed by the s
 A Lightning checkpoint holds the weights, the optimisers and the loop counters, not the random
 streams. ``RandomStreams`` adds the global torch / numpy / Python streams (dropout, the GAN's noise),
 saved at the end of an epoch and put back at the start of the next epoch the resumed fit runs; the
-training loader's shuffling generator is in the checkpoint through the loader itself
-(robustlab.data.module.ShuffledLoader, restored by Lightning before the loader iterates). Checkpoints are saved at epoch ends only: Lightning
-cannot resume the middle of an epoch exactly (the loader's position is not in its checkpoint).
+training loader's shuffling generator is in the checkpoint through the data module
+(VisionDataModule.state_dict, put back when the resumed fit builds its loader). Checkpoints are saved
+at epoch ends only: Lightning cannot resume the middle of an epoch exactly (the loader's position is
+not in its checkpoint).
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ def resume_from_config(cfg: DictConfig) -> Resume | None:
     every = cfg.get("resume_every_n_epochs")
     if every is None or not cfg.get("model_cache"):
         return None
-    require(isinstance(every, int) and not isinstance(every, bool) and every >= 1,
-            f"resume_every_n_epochs must be a positive integer or null (no resume checkpoints), got {every}")
+    require(
+        isinstance(every, int) and not isinstance(every, bool) and every >= 1,
+        f"resume_every_n_epochs must be a positive integer or null (no resume checkpoints), got {every}",
+    )
     return Resume(Path(cfg.model_cache) / PARTIAL, every)
 
 
@@ -71,15 +74,25 @@ def _tensor_digest(*tensors: torch.Tensor) -> str:
 def training_key(model: pl.LightningModule, data, trainer_cfg: DictConfig, name: str) -> str:
     """The identity of one training (see the module docstring); call it before the fit starts."""
     train = data.train
-    return digest({
-        "code": code_version(), "name": name,
-        "trainer": OmegaConf.to_container(trainer_cfg, resolve=True),
-        "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}",
-                  "hparams": {k: str(v) for k, v in dict(model.hparams).items()}, "weights": model_digest(model)},
-        "data": {"images": _tensor_digest(train.images, train.labels, train.index), "batch_size": data.batch_size,
-                 "seed": data.seed, "num_workers": data.num_workers},
-        "global_rng": _tensor_digest(torch.get_rng_state()),
-    })
+    return digest(
+        {
+            "code": code_version(),
+            "name": name,
+            "trainer": OmegaConf.to_container(trainer_cfg, resolve=True),
+            "model": {
+                "class": f"{type(model).__module__}.{type(model).__qualname__}",
+                "hparams": {k: str(v) for k, v in dict(model.hparams).items()},
+                "weights": model_digest(model),
+            },
+            "data": {
+                "images": _tensor_digest(train.images, train.labels, train.index),
+                "batch_size": data.batch_size,
+                "seed": data.seed,
+                "num_workers": data.num_workers,
+            },
+            "global_rng": _tensor_digest(torch.get_rng_state()),
+        }
+    )
 
 
 class RandomStreams(pl.Callback):
@@ -91,8 +104,12 @@ class RandomStreams(pl.Callback):
     def state_dict(self) -> dict:
         kind, keys, position, has_gauss, gauss = np.random.get_state()
         numpy_state = [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)]
-        return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": numpy_state,
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.pending = state_dict  # put back when the resumed fit starts its next epoch
@@ -114,8 +131,16 @@ class AtomicCheckpoint(ModelCheckpoint):
     saving leaves the previous checkpoint, never a truncated one."""
 
     def __init__(self, folder: Path, every_n_epochs: int):
-        super().__init__(dirpath=str(folder), filename=LAST, monitor=None, save_top_k=1, save_last=False,
-                         every_n_epochs=every_n_epochs, save_on_train_epoch_end=True, enable_version_counter=False)
+        super().__init__(
+            dirpath=str(folder),
+            filename=LAST,
+            monitor=None,
+            save_top_k=1,
+            save_last=False,
+            every_n_epochs=every_n_epochs,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         partial = f"{filepath}.tmp"

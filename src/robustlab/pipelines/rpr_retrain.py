@@ -19,7 +19,8 @@ from robustlab.config import build
 from robustlab.data import Split, VisionDataModule
 from robustlab.errors import require
 from robustlab.models import load_classifier
-from robustlab.pipelines.devices import is_rank_zero, measure_in_processes, require_devices, rpr_trainer, runtime_info, compute_device
+from robustlab.pipelines.devices import (
+    compute_device, is_rank_zero, measure_in_processes, require_devices, rpr_trainer, runtime_info)
 from robustlab.pipelines.measure_cache import CachedRPR, result_cache
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed

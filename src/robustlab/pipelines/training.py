@@ -41,6 +41,10 @@ def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cf
         loggers.append(TensorBoardLogger(str(run_dir), name=name, version="", default_hp_metric=False))
     require_devices(trainer_cfg)
     extra, folder, last = {}, None, None
+    if resume is not None and trainer_cfg.get("strategy") not in (None, "auto"):
+        # Each DDP process would need to agree on the checkpoint to resume; not supported, so train in one go.
+        log.info("training %s under strategy=%s: no resume checkpoints", name, trainer_cfg.strategy)
+        resume = None
     if resume is not None:
         folder = resume.root / resuming.training_key(model, data, trainer_cfg, name)
         last = resuming.last_checkpoint(folder)

@@ -55,7 +55,10 @@ def setup(tiny_mnist_root, model_group: str, **extra):
 
 def new_model(cfg, data, cls):
     pl.seed_everything(7, verbose=False)  # every run starts from the same global random state
-    kwargs = {k: v for k, v in dict(build(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes).hparams).items()}
+    kwargs = {
+        k: v
+        for k, v in dict(build(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes).hparams).items()
+    }
     pl.seed_everything(7, verbose=False)
     return cls(**kwargs)
 
@@ -108,7 +111,9 @@ def test_another_training_never_resumes_a_checkpoint_that_is_not_its_own(tiny_mn
     StopAt.armed = True
     try:
         with pytest.raises(Stopped):
-            fit_classifier(new_model(cfg, data, StoppableCNN), data, cfg.trainer, tmp_path / "killed", "M", resume=resume)
+            fit_classifier(
+                new_model(cfg, data, StoppableCNN), data, cfg.trainer, tmp_path / "killed", "M", resume=resume
+            )
     finally:
         StopAt.armed = False
     cfg2, _ = setup(tiny_mnist_root, "simple_cnn", **{"model.lr": 0.01})
