@@ -41,7 +41,7 @@ def test_second_identical_run_takes_every_rpr_from_the_cache_with_identical_tabl
     for table in TABLES:
         assert (tmp_path / "again" / table).read_bytes() == (tmp_path / "first" / table).read_bytes(), table
     assert again["M"] == first["M"] and again["M_R"] == first["M_R"] and again["subset"] == first["subset"]
-    assert again["timings_s"]["rpr_M_test"] == 0.0
+    assert again["timings_s"]["rpr_M_test"] <= 0.5  # the lookup's time
     # The runtime record is strings only: the results table takes every number of metrics.json as a metric.
     assert again["runtime"]["device"] == "cpu" and all(isinstance(v, str) for v in again["runtime"].values())
 
