@@ -9,6 +9,7 @@
 #                  or run group>, comma-separated, runs only those)
 #   make results                   every run under $(OUTPUT) in one table (outputs/results/results.csv)
 #   make paper                     claims tables, paper/REPRODUCTION.md (and report.pdf with latexmk)
+#   make gpu-check                 on a GPU machine: the gpu tests, quick rpr_mnist and the RPR benchmark there (<= 8 min)
 PYTHON   ?= python3.11
 VENV     ?= .venv
 PROFILE  ?= paper
@@ -19,7 +20,7 @@ FIGURES  ?= figures
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
-.PHONY: test reproduce figures status results paper benchmark check-profile check-force clean-venv data-fashion-mnist
+.PHONY: test reproduce figures status results paper benchmark check-profile check-force clean-venv data-fashion-mnist gpu-check
 
 # Fashion-MNIST from Debian's package dataset-fashion-mnist (no internet needed), unpacked into
 # torchvision's layout under DATA_ROOT.
@@ -77,6 +78,10 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/rpr_scaling.py
 	$(BIN)/python benchmarks/lightning_overhead.py
 	$(BIN)/python benchmarks/peak_fraction.py
+
+# What a lent GPU must show (benchmarks/gpu_check.py); one line and exit 0 without CUDA.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 data-fashion-mnist:
 	@test -d $(DEBIAN_FASHION) || { echo "error: $(DEBIAN_FASHION) not found; run 'apt-get install dataset-fashion-mnist' first"; exit 2; }

@@ -21,7 +21,10 @@ from robustlab.errors import require
 from robustlab.runs import layout
 from robustlab.runs.schema import read_metrics
 from robustlab.models import load_classifier
-from robustlab.pipelines.devices import is_rank_zero, measure_in_processes, require_devices, rpr_trainer
+from robustlab.pipelines.devices import (
+    compute_device, is_rank_zero, measure_in_processes, require_devices, rpr_trainer, runtime_info)
+from robustlab.pipelines.measure_cache import CachedRPR, result_cache
+from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.reporting import claims_table
 from robustlab.robustness.fastpath import check_options
@@ -30,6 +33,7 @@ from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
 from robustlab.robustness.shards import merge_results, model_digest, parse_shard, shard_positions
 from robustlab.robustness.subsets import balanced_subset
 from robustlab.robustness.summary import summarise
+from robustlab.runs.identity import code_version
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +50,16 @@ def sample_points(split: Split, count: int | None, seed: int) -> Split:
 def model_cache_path(cfg: DictConfig) -> Path | None:
     """Where M trained under this exact data/model/trainer config and seed is cached (None: no cache).
 
-    Training is deterministic on CPU, so a cached M is the M this run would train.
+    Training is deterministic on CPU, so a cached M is the M this run would train. The code version
+    (robustlab.runs.identity) is part of the key: after a change to the training code an old M is
+    not reused.
     """
     if not cfg.get("model_cache"):
         return None
     key = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("data", "model", "trainer")}
     key["data"]["root"] = str(Path(key["data"]["root"]).resolve())
     key["seed"] = cfg.seed
+    key["code"] = code_version()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(cfg.model_cache) / f"M-{digest}.ckpt"
 
@@ -66,6 +73,9 @@ class RPRRetrain:
         self.cfg, self.run_dir = cfg, run_dir
         self.timings: dict[str, float] = {}
         self.m_source = "trained in this run"
+        self.rpr_sources: dict[str, str] = {}  # per measurement: measured, taken from the RPR cache, or reused
+        self.rpr_cache = result_cache(cfg, "rpr")
+        self.resume = resume_from_config(cfg)
         self.perturbation: Perturbation = build(cfg.perturbation)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
@@ -93,7 +103,7 @@ class RPRRetrain:
     def train(self, data: VisionDataModule, name: str):
         model = self.new_model()
         with timed(self.timings, f"train_{name}"):
-            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name)
+            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name, resume=self.resume)
         return model
 
     def model_m(self):
@@ -110,7 +120,7 @@ class RPRRetrain:
         self.m_source = str(source)
         if source == cached and is_rank_zero():  # keep the run directory self-contained
             results.atomic_write_bytes(self.run_dir / layout.checkpoint_file("M"), cached.read_bytes())
-        model = load_classifier(get_class(self.cfg.model._target_), source)
+        model = load_classifier(get_class(self.cfg.model._target_), source).to(compute_device(self.cfg.trainer))
         require(tuple(model.input_shape) == self.data.input_shape, f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}")
         return model
 
@@ -138,6 +148,8 @@ class RPRRetrain:
         if cfg.rpr.retrain:
             metrics.update(self.retrain(model, test_points))
         metrics["timings_s"] = self.timings
+        metrics["rpr_source"] = self.rpr_sources  # strings: which measurement came from the cache
+        metrics["runtime"] = runtime_info(model)
         metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
         if is_rank_zero():
             results.write_metrics(self.run_dir, metrics)
@@ -148,7 +160,23 @@ class RPRRetrain:
         and every process gets the merged result, which rank 0 alone saves."""
         logged = self.reused(model, split, name)
         if logged is not None:
+            self.rpr_sources[name] = f"reused from {self.cfg.rpr.reuse_from}"
             return logged
+        cached = CachedRPR(self.rpr_cache, model, split, self.cfg.perturbation, self.cfg.rpr, self.cfg.seed)
+        looked_up = time.perf_counter()
+        result = cached.load()
+        self.rpr_sources[name] = cached.source
+        if result is not None:
+            self.timings[f"rpr_{name}"] = round(time.perf_counter() - looked_up, 1)  # the lookup, not a measurement
+            if is_rank_zero():
+                results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
+            return result
+        result = self.measure_here_or_shared(model, split, name)
+        if is_rank_zero():
+            cached.store(result)
+        return result
+
+    def measure_here_or_shared(self, model, split: Split, name: str) -> RPRResult:
         if self.processes is None:
             return self.measure(model, split, name)
 

@@ -249,8 +249,11 @@ def _run(fn, images, labels, clean_pred, perturbation, max_steps, seed, indices,
     fail_pred = torch.full((n,), -1, dtype=torch.int64, device=device)
     done = torch.zeros(n, dtype=torch.int64, device=device)
     bar = tqdm(total=n, desc=desc, unit="pt", disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    bar.update(n - len(schedule.pending))  # clean-misclassified points are done (and not robust) at once
-    robust_count = 0
+    # The bar counts points finished (of all n) and failures so far (clean-wrong or fooled by a retry).
+    # No "robust so far": robust points finish last, so a running robust ratio is biased low early.
+    clean_wrong = n - len(schedule.pending)
+    bar.update(clean_wrong)  # clean-misclassified points are done (and not robust) at once
+    failures = clean_wrong
     while schedule:
         points, blocks = schedule.next(done)
         owner = torch.repeat_interleave(torch.arange(len(points), device=device), blocks)
@@ -271,8 +274,8 @@ def _run(fn, images, labels, clean_pred, perturbation, max_steps, seed, indices,
         done[points] += blocks
         finished = points[failed | (done[points] >= max_steps)]
         schedule.retire(finished)
-        robust_count += int((first_failure[finished] == NOT_FAILED).sum())
+        failures += int(failed.sum())
         bar.update(len(finished))
-        bar.set_postfix(robust=f"{robust_count / max(bar.n, 1):.3f}", refresh=False)
+        bar.set_postfix_str(f"finished {bar.n}/{n}, failures so far {failures}", refresh=False)
     bar.close()
     return first_failure, fail_pred
