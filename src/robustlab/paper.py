@@ -26,7 +26,7 @@ from robustlab.errors import one_line_errors, require
 from robustlab.report_results import Table, measured_tables
 from robustlab.report_results import num as _num
 from robustlab.reporting import CLAIMS, claim_blocks, load_claims
-from robustlab.stats import LEVEL, RESAMPLES
+from robustlab.stats import LEVEL
 from robustlab.store import collect_runs, report_skipped
 
 # One-line captions of the figures `make figures` draws; a figure not listed here is shown by name.
@@ -54,7 +54,7 @@ FIGURES = {
     "gan_augment_G_losses": "conditional GAN of the augmentation: losses",
 }
 METHOD = (f"Each claim is compared with the runs of its run group, one run per seed. Reproduced is the mean over seeds "
-          f"with a {LEVEL:.0%} percentile-bootstrap interval ({RESAMPLES:,} resamples of the seeds, fixed RNG seed). "
+          f"with its {LEVEL:.0%} Student's t interval (n - 1 degrees of freedom; n, the seeds, beside it). "
           "CI status: whether the source's value lies in that interval (with one seed the interval is the point itself). "
           "Verdict: the CI status when the runs used the source's protocol (protocol_check in paper/claims.yaml), "
           "otherwise not comparable, naming what differs.")

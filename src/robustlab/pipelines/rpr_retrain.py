@@ -27,6 +27,7 @@ from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
 from robustlab.robustness.shards import merge_results, model_digest, parse_shard, shard_positions
 from robustlab.robustness.subsets import balanced_subset
+from robustlab.stats import clopper_pearson
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ def sample_points(split: Split, count: int | None, seed: int) -> Split:
 
 def summarise(result: RPRResult, num_classes: int) -> dict:
     robust = result.robust
+    exact = clopper_pearson(int(robust.sum()), len(robust))  # this run's ratio over its points, not over seeds
     return {
         "points": int(len(robust)),
         "clean_accuracy": float(result.correct.mean()),
         "robust_ratio": result.robust_ratio(over="all"),
+        "robust_ratio_cp95": [exact.low, exact.high],
         "robust_ratio_of_correct": result.robust_ratio(over="correct"),
         "robust_per_class": np.bincount(result.label[robust], minlength=num_classes).tolist(),
         "median_steps_to_failure": float(np.median(result.steps[~robust & result.correct])) if (~robust & result.correct).any() else None,
