@@ -22,6 +22,7 @@ from robustlab.models import load_classifier
 from robustlab.pipelines.devices import is_rank_zero, measure_in_processes, require_devices, rpr_trainer
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.reporting import claims_table
+from robustlab.robustness.calibration import calibrated_strength
 from robustlab.robustness.fastpath import check_options
 from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
@@ -69,6 +70,23 @@ def model_cache_path(cfg: DictConfig) -> Path | None:
     return Path(cfg.model_cache) / f"M-{digest}.ckpt"
 
 
+def calibrated_scheme(cfg: DictConfig) -> tuple[dict | None, DictConfig]:
+    """The perturbation config, its strength read from logged operating-point results when ``rpr.calibrate.source``
+    names them (None and the config as given otherwise). The record says where the value came from."""
+    wanted = cfg.rpr.get("calibrate") or {}
+    if not wanted.get("source"):
+        return None, cfg.perturbation
+    p = cfg.perturbation
+    curve = wanted.get("curve") or (f"pixels_{p.count}_{p.value}" if p.name == "pixels" else p.name)
+    record = calibrated_strength(Path(wanted.source), curve, wanted.get("split", "test"), wanted.get("target"))
+    require(record["max_steps"] == cfg.rpr.max_steps, f"rpr.calibrate.source={wanted.source} measured MAX_STEPS "
+            f"{record['max_steps']}, this run uses {cfg.rpr.max_steps}; a strength calibrated at one MAX_STEPS says nothing at another")
+    value = max(1, round(record["strength"])) if record["param"] == "k" else float(record["strength"])  # k counts pixels
+    scheme = OmegaConf.to_container(p, resolve=True)
+    scheme.update({field: value for field in record["param"].split("+")})
+    return record | {"used": value}, OmegaConf.create(scheme)
+
+
 class RPRRetrain:
     """One run of the experiment; ``cfg`` is the resolved Hydra config."""
 
@@ -78,7 +96,8 @@ class RPRRetrain:
         self.cfg, self.run_dir = cfg, run_dir
         self.timings: dict[str, float] = {}
         self.m_source = "trained in this run"
-        self.perturbation: Perturbation = build(cfg.perturbation)
+        self.calibration, scheme = calibrated_scheme(cfg)
+        self.perturbation: Perturbation = build(scheme)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
         self.data: VisionDataModule = build(cfg.data)
@@ -255,6 +274,7 @@ class RPRRetrain:
             "max_steps": cfg.rpr.max_steps,
             "checkpoint": cfg.checkpoint,
             "M_source": self.m_source,
+            "calibration": self.calibration,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
 
