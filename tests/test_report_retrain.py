@@ -74,7 +74,7 @@ def test_section_tables_and_report(tmp_path):
     assert literal.rows[2][1] == "15000" and literal.rows[2][4] == "3"
     assert "calibrated" in calibrated.title and "M_R not trained in 2 seed(s)" in calibrated.caption
     assert calibrated.rows[2][3] == "-"  # no M_R number where it was not trained
-    assert "No finished run in `reproduce/paper/rpr_fashion`" in fashion.note
+    assert fashion.note == "`reproduce/paper/rpr_fashion` holds no finished run: nothing to compare here."
 
     assert report_main(["--root", str(root), "--out", str(tmp_path / "paper"), "--figures-root", str(tmp_path / "figs"),
                         "--profile", "paper"]) == 0

@@ -109,7 +109,7 @@ def retraining_tables(root: Path, profile: str) -> list[Table]:
     for group, dataset in GROUPS:
         runs = group_runs(root, profile, group)
         if not runs:
-            tables.append(Table(f"{TITLE} {dataset}, {group}", note=f"No finished run in `reproduce/{profile}/{group}`; table skipped."))
+            tables.append(Table(f"{TITLE} {dataset}, {group}", note=f"`reproduce/{profile}/{group}` holds no finished run: nothing to compare here."))
             continue
         for point, part in by_point(runs).items():
             tables.append(point_table(dataset, group, point, part, profile))
@@ -140,7 +140,7 @@ def operating_points(root: Path, profile: str) -> Table:
     try:
         table = crossing_table(load_results(folder))
     except RobustlabError:
-        return Table(title, note=f"No finished run in `reproduce/{profile}/operating_point`; table skipped.")
+        return Table(title, note=f"`reproduce/{profile}/operating_point` holds no finished run: no crossings to show.")
     rows, sentences = [], []
     for _, r in table.iterrows():
         rows.append([r["curve"], r["param"], _strength(r["test_crossing"]), num(r["train_at_test_crossing"]),
