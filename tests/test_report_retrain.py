@@ -82,3 +82,26 @@ def test_section_tables_and_report(tmp_path):
     assert "### Does robust-subset retraining help?" in text and "M_R is more robust than M_rand" in text
     assert r"\subsection{Does robust-subset retraining help?}" in (tmp_path / "paper" / "report.tex").read_text()
     assert np.isfinite(expected.low)
+
+
+def test_fashion_block_verdict_says_dataset_differs_and_sizes_match(tmp_path):
+    from robustlab.claims import claims_frame, verdict as claim_verdict
+    from robustlab.paper import counts
+    from robustlab.reporting import load_claims
+    from robustlab.store import collect_runs
+
+    assert claim_verdict("outside CI", [], "Fashion-MNIST") == "outside CI; dataset differs: Fashion-MNIST, sizes match"
+    assert claim_verdict("within CI", ["data.train_images"], "F") == (
+        "not comparable (data.train_images differs from the source); dataset differs: F")
+    root = tmp_path / "outputs"
+    (root / "reproduce" / "paper" / "rpr_fashion").mkdir(parents=True)
+    (root / "reproduce" / "paper" / "rpr_fashion" / "multirun.yaml").write_text("hydra: {}\n")  # one group, as Hydra leaves it
+    for seed in range(3):
+        m = rpr_metrics(seed) | {"M_train": {"points": 60000, "robust_ratio": 0.6}}
+        m["data"]["name"] = "fashion_mnist"
+        write_run(root / "reproduce" / "paper" / "rpr_fashion" / f"seed_{seed}", config("rpr_fashion", seed), m)
+    frame = claims_frame(collect_runs(root)[0], "paper", load_claims())
+    fashion = frame[frame["claim"].str.startswith("paper protocol on Fashion-MNIST")]
+    assert len(fashion) == 5 and (fashion["n"] == 3).all()
+    assert fashion["verdict"].str.endswith("; dataset differs: Fashion-MNIST, not the paper's MNIST, sizes match").all()
+    assert "0 not comparable" in counts(fashion) and "undefined" not in counts(fashion)

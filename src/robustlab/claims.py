@@ -106,13 +106,15 @@ def ci_status(claimed: float, interval: Interval, nulls: int = 0) -> str:
     return f"{status} (n=1, degenerate)" if interval.degenerate else status
 
 
-def verdict(status: str, differing: list[str]) -> str:
-    """The CI status, unless the runs did not follow the source's protocol."""
+def verdict(status: str, differing: list[str], dataset_differs: str | None = None) -> str:
+    """The CI status, unless the runs did not follow the source's protocol. A block run on another dataset
+    (``dataset_differs`` in claims.yaml) says so in every verdict, and whether the sizes match."""
     if status == NOT_RUN:
         return NOT_RUN
     if differing:
-        return f"not comparable ({', '.join(differing)} differ{'s' if len(differing) == 1 else ''} from the source)"
-    return status
+        text = f"not comparable ({', '.join(differing)} differ{'s' if len(differing) == 1 else ''} from the source)"
+        return f"{text}; dataset differs: {dataset_differs}" if dataset_differs else text
+    return f"{status}; dataset differs: {dataset_differs}, sizes match" if dataset_differs else status
 
 
 def claim_row(experiment: str, block: dict, claim: dict, runs: dict[str, dict], profile: str) -> dict:
@@ -128,7 +130,8 @@ def claim_row(experiment: str, block: dict, claim: dict, runs: dict[str, dict], 
     status = ci_status(row["claimed"], interval, len(values) - len(finite))
     protocol, differing = protocol_differences(claim_protocol(block, claim), chosen, where)
     seeds = ", ".join(_number(s) for s in sorted(float(r["seed"]) for r in chosen.values()))
-    return row | _interval_columns(interval) | {"seeds": seeds, "protocol": protocol, "ci_status": status, "verdict": verdict(status, differing)}
+    return row | _interval_columns(interval) | {"seeds": seeds, "protocol": protocol, "ci_status": status,
+                                                    "verdict": verdict(status, differing, block.get("dataset_differs"))}
 
 
 def _interval_columns(interval: Interval) -> dict:

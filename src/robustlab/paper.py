@@ -126,7 +126,7 @@ def _runs(n: int) -> str:
 
 def counts(frame: pd.DataFrame) -> str:
     """'17 claims: 0 within CI, 3 outside CI, 14 not comparable, 0 not run' (verdicts)."""
-    verdicts = frame["verdict"].str.replace(r" \(.*", "", regex=True)
+    verdicts = frame["verdict"].str.replace(r" \(.*|;.*", "", regex=True)  # "within CI; dataset differs..." counts as within
     kinds = ["within CI", "outside CI", "not comparable", NOT_RUN]
     parts = [f"{int((verdicts == k).sum())} {k}" for k in kinds]
     other = len(frame) - sum(int((verdicts == k).sum()) for k in kinds)
