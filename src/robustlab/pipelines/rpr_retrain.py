@@ -27,11 +27,12 @@ from robustlab.pipelines.measure_cache import CachedRPR, result_cache
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.reporting import claims_table
+from robustlab.robustness.calibration import calibrated_strength
 from robustlab.robustness.fastpath import check_options
 from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
 from robustlab.robustness.shards import merge_results, model_digest, parse_shard, shard_positions
-from robustlab.robustness.subsets import balanced_subset
+from robustlab.robustness.subsets import balanced_subset, class_counts, matched_random_subset, too_small
 from robustlab.robustness.summary import summarise
 from robustlab.runs.identity import code_version
 
@@ -64,6 +65,23 @@ def model_cache_path(cfg: DictConfig) -> Path | None:
     return Path(cfg.model_cache) / f"M-{digest}.ckpt"
 
 
+def calibrated_scheme(cfg: DictConfig) -> tuple[dict | None, DictConfig]:
+    """The perturbation config, its strength read from logged operating-point results when ``rpr.calibrate.source``
+    names them (None and the config as given otherwise). The record says where the value came from."""
+    wanted = cfg.rpr.get("calibrate") or {}
+    if not wanted.get("source"):
+        return None, cfg.perturbation
+    p = cfg.perturbation
+    curve = wanted.get("curve") or (f"pixels_{p.count}_{p.value}" if p.name == "pixels" else p.name)
+    record = calibrated_strength(Path(wanted.source), curve, wanted.get("split", "test"), wanted.get("target"))
+    require(record["max_steps"] == cfg.rpr.max_steps, f"rpr.calibrate.source={wanted.source} measured MAX_STEPS "
+            f"{record['max_steps']}, this run uses {cfg.rpr.max_steps}; a strength calibrated at one MAX_STEPS says nothing at another")
+    value = max(1, round(record["strength"])) if record["param"] == "k" else float(record["strength"])  # k counts pixels
+    scheme = OmegaConf.to_container(p, resolve=True)
+    scheme.update({field: value for field in record["param"].split("+")})
+    return record | {"used": value}, OmegaConf.create(scheme)
+
+
 class RPRRetrain:
     """One run of the experiment; ``cfg`` is the resolved Hydra config."""
 
@@ -76,7 +94,8 @@ class RPRRetrain:
         self.rpr_sources: dict[str, str] = {}  # per measurement: measured, taken from the RPR cache, or reused
         self.rpr_cache = result_cache(cfg, "rpr")
         self.resume = resume_from_config(cfg)
-        self.perturbation: Perturbation = build(cfg.perturbation)
+        self.calibration, scheme = calibrated_scheme(cfg)
+        self.perturbation: Perturbation = build(scheme)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
         self.data: VisionDataModule = build(cfg.data)
@@ -216,22 +235,48 @@ class RPRRetrain:
         return logged
 
     def retrain(self, model, test_points: Split) -> dict:
-        """RPR on the training set, the balanced robust subset, M_R and its RPR on the test points."""
+        """RPR on the training set, the balanced robust subset, M_R and its RPR on the test points; with
+        ``rpr.control``, M_rand (the same class counts drawn at random from the whole training set) too."""
         cfg = self.cfg
         rpr_train = self.measure_points(model, sample_points(self.data.train, cfg.rpr.train_points, cfg.seed), "M_train")
         robust = rpr_train.robust
+        out = {"M_train": summarise(rpr_train, self.data.num_classes)}
+        balance = cfg.rpr.balance
+        available = class_counts(rpr_train.label[robust], self.data.num_classes)
+        # Before sampling: a harsh scheme can leave a class with (almost) no robust image; M_R would then
+        # learn from a near-empty set. The run says so in one line and keeps M's numbers as its result.
+        # (never more than asked per class: a run asking 3 per class is not near-empty at 3). With
+        # on_shortfall=error a short class stops the run in balanced_subset instead: the user asked for that.
+        floor = min(int(balance.get("min_per_class", 1)), int(balance.per_class))
+        reason = None if balance.on_shortfall == "error" else too_small(available, floor)
+        if reason is not None:
+            log.warning("%s; M_R and M_rand not trained", reason)
+            return out | {"retrain_skipped": reason, "subset": {"available_per_class": available.tolist()}}
         chosen, subset = balanced_subset(
             rpr_train.index[robust], rpr_train.label[robust], self.data.num_classes,
-            cfg.rpr.balance.per_class, cfg.rpr.balance.on_shortfall, seed=cfg.seed,
+            balance.per_class, balance.on_shortfall, seed=cfg.seed,
         )
         log.info("robust subset: %s", subset)
         model_r = self.train(self.data.with_train_index(torch.as_tensor(chosen)), "M_R")
         rpr_test_r = self.measure_points(model_r, test_points, "M_R_test")
-        return {
-            "M_train": summarise(rpr_train, self.data.num_classes),
-            "subset": subset,
-            "M_R": {"test_accuracy": accuracy(model_r, self.data.test), "test": summarise(rpr_test_r, self.data.num_classes)},
-        }
+        out |= {"subset": subset,
+                "M_R": {"test_accuracy": accuracy(model_r, self.data.test), "test": summarise(rpr_test_r, self.data.num_classes)}}
+        if cfg.rpr.get("control"):  # after M_R, so M_R's numbers are those of a run without the control
+            out |= self.control(chosen, test_points)
+        return out
+
+    def control(self, chosen: np.ndarray, test_points: Split) -> dict:
+        """M_rand: the architecture and training budget of M_R (same epochs and batch size on a subset of the same
+        size, hence the same optimiser steps) on a random subset of the whole training set with M_R's class counts."""
+        train = self.data.train
+        counts = class_counts(train.labels[torch.isin(train.index, torch.as_tensor(chosen))].numpy(), self.data.num_classes)
+        picked = matched_random_subset(train.index.numpy(), train.labels.numpy(), counts, self.cfg.seed)
+        model_rand = self.train(self.data.with_train_index(torch.as_tensor(picked)), "M_rand")
+        rpr_test = self.measure_points(model_rand, test_points, "M_rand_test")
+        overlap = int(np.isin(picked, chosen).sum())
+        return {"M_rand": {"test_accuracy": accuracy(model_rand, self.data.test), "test": summarise(rpr_test, self.data.num_classes),
+                           "train_images": int(len(picked)), "class_counts": counts.tolist(), "overlap_with_M_R": overlap,
+                           "budget": "same epochs, batch size and subset size as M_R (so the same optimiser steps)"}}
 
     def metrics(self) -> dict:
         cfg = self.cfg
@@ -245,6 +290,7 @@ class RPRRetrain:
             "max_steps": cfg.rpr.max_steps,
             "checkpoint": cfg.checkpoint,
             "M_source": self.m_source,
+            "calibration": self.calibration,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
 
@@ -256,7 +302,9 @@ class RPRRetrain:
                   f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}")
         lines = claims_table(metrics, header)
         subset = metrics.get("subset")
-        if subset:
+        if metrics.get("retrain_skipped"):
+            lines.append(f"   M_R not trained: {metrics['retrain_skipped']}")
+        elif subset:
             lines.append(f"   M_R trained on {subset['subset_size']} robust images ({subset['per_class_taken']} per class; "
                          f"asked {subset['per_class_asked']}: {subset['shortfall']})")
         return lines

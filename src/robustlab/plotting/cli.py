@@ -5,6 +5,7 @@
   robustlab-plot linear --multirun MULTIRUN_DIR --out OUT_DIR
   robustlab-plot dcgan  --run RUN_DIR | --multirun MULTIRUN_DIR --out OUT_DIR [--prefix PREFIX]
   robustlab-plot gan-augment --run RUN_DIR --out OUT_DIR
+  robustlab-plot operating-point --multirun MULTIRUN_DIR --out OUT_DIR
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 """
@@ -39,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     augment = sub.add_parser("gan-augment", help="M vs M_R vs M_R+G and the kept / rejected generated images from a run of experiment=rpr_gan_augment")
     augment.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_gan_augment`")
     augment.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
+    op = sub.add_parser("operating-point", help="robust ratio of M vs scheme strength and the crossing table from experiment=operating_point")
+    op.add_argument("--multirun", required=True, type=Path, help="multirun folder of experiment=operating_point (one job per seed)")
+    op.add_argument("--out", required=True, type=Path, help="folder for operating_point.{png,pdf} and its CSVs")
     return p
 
 
@@ -60,6 +64,10 @@ def run(args: argparse.Namespace) -> list[Path]:
         from robustlab.plotting.dcgan import plot_gan_augment
 
         return plot_gan_augment(args.run, args.out)
+    if args.command == "operating-point":
+        from robustlab.plotting.operating_point import plot_operating_point
+
+        return plot_operating_point(args.multirun, args.out)
     from robustlab.plotting.sweep import plot_sweep
 
     return plot_sweep(args.multirun, args.out, args.name)
