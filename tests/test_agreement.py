@@ -72,7 +72,8 @@ def test_rpr_inherent_end_to_end(tiny_mnist_root, tmp_path):
     assert metrics["models"] == ["cnn", "cnn_seed1", "wide_cnn", "mlp", "logreg"]
     for point in ("literal", "calibrated"):
         table = pd.read_csv(tmp_path / f"agreement_{point}.csv")
-        assert set(table["kind"]) == {"retest", "training_seed", "architecture", "class_only"}
+        assert set(table["kind"]) == {"retest", "training_seed", "architecture", "class_only", "other"}
+        assert len(table[table["kind"] != "class_only"]) == 15  # every pair of the 6 runs (5 models and the retest)
         assert (table["kind"] == "architecture").sum() == 6 and (table["kind"] == "class_only").sum() == 12
         loaded = results.load_rpr(tmp_path / f"rpr_{point}_cnn_retest.csv")
         assert len(loaded.index) == 30
