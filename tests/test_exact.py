@@ -116,3 +116,44 @@ def test_certified_radius_never_exceeds_the_pgd_radius_on_a_tiny_trained_model()
     assert (lower <= upper).all()
     assert (lower[correct] > 0).all() and torch.isfinite(upper[correct]).sum() > 10
     assert ((lower == 0) & (upper == 0))[~correct].all()
+
+
+def exact_overrides(root, **extra) -> list[str]:
+    values = {"experiment": "rpr_vs_exact", "data.root": str(root), "data.download": "false",
+              "exact.linear_data.root": str(root), "exact.linear_data.download": "false", "profile.train_subset": 200,
+              "profile.epochs": 1, "profile.linear_epochs": 1, "profile.linear_train_subset": 40, "profile.max_steps": 5,
+              "profile.exact_linear_points": 20, "profile.exact_cnn_points": 12, "model.channels": "[4,8]",
+              "rpr.progress": "false", "trainer.enable_progress_bar": "false", "exact.bisection": 4, "exact.pgd_steps": 3}
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def test_rpr_vs_exact_end_to_end(tiny_mnist_root, tmp_path):
+    import pandas as pd
+
+    from conftest import compose_config
+    from robustlab.pipelines.rpr_vs_exact import RPRVsExact
+
+    metrics = RPRVsExact(compose_config(exact_overrides(tiny_mnist_root)), tmp_path).run()
+    assert set(metrics["linear"]) == {"0", "0.1"} and metrics["cnn_source"] == "trained in this run"
+    cnn = pd.read_csv(tmp_path / "cnn.csv")
+    assert len(cnn) == 12 and (cnn["ibp_lower"] <= cnn["pgd_upper"]).all()
+    linear = pd.read_csv(tmp_path / "linear_0.csv")
+    assert len(linear) == 20 and {"exact_clipped", "exact_unclipped", "p_hat_0.1", "robust_0.5"} <= set(linear.columns)
+    assert (linear["exact_clipped"] >= linear["exact_unclipped"] - 1e-9).all()  # clipping only takes room away
+    assert set(metrics["cnn"]["per_eps"]) == {"0.1", "0.2", "0.3", "0.5"}
+
+
+@pytest.mark.parametrize("override,message", [
+    ("exact.rpr_epsilons=[2.0]", "exact.rpr_epsilons must be values in"),
+    ("exact.bisection=0", "exact.bisection must be a positive integer"),
+    ("exact.cnn_checkpoint=/nowhere/cnn.ckpt", "checkpoint not found"),
+])
+def test_rpr_vs_exact_bad_input_is_one_line(tiny_mnist_root, tmp_path, override, message):
+    from conftest import compose_config
+    from robustlab.pipelines.rpr_vs_exact import RPRVsExact
+
+    key, value = override.split("=", 1)
+    with pytest.raises(RobustlabError, match=message) as error:
+        RPRVsExact(compose_config(exact_overrides(tiny_mnist_root, **{key: value})), tmp_path)
+    assert "\n" not in str(error.value)
