@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import compose_config
+
 from robustlab import results
 from robustlab.errors import RobustlabError
 from robustlab.robustness import agreement
@@ -61,13 +61,24 @@ def test_class_only_baseline_when_class_decides_everything_and_when_nothing():
 def test_rpr_inherent_end_to_end(tiny_mnist_root, tmp_path):
     from robustlab.pipelines.rpr_inherent import RPRInherent
 
-    cfg = compose_config([
-        "experiment=rpr_inherent", f"data.root={tiny_mnist_root}", "data.download=false", "data.batch_size=32",
-        "profile.train_subset=200", "profile.epochs=1", "profile.max_steps=5", "profile.inherent_test_points=30",
-        "profile.inherent_calibrated_k=60", "rpr.progress=false", "trainer.enable_progress_bar=false",
-        "inherent.architectures.cnn.channels=[4,8]", "inherent.architectures.wide_cnn.channels=[8,8]",
-        "inherent.architectures.mlp.hidden=[16]",
-    ])
+    cfg = compose_config(
+        [
+            "experiment=rpr_inherent",
+            f"data.root={tiny_mnist_root}",
+            "data.download=false",
+            "data.batch_size=32",
+            "profile.train_subset=200",
+            "profile.epochs=1",
+            "profile.max_steps=5",
+            "profile.inherent_test_points=30",
+            "profile.inherent_calibrated_k=60",
+            "rpr.progress=false",
+            "trainer.enable_progress_bar=false",
+            "inherent.architectures.cnn.channels=[4,8]",
+            "inherent.architectures.wide_cnn.channels=[8,8]",
+            "inherent.architectures.mlp.hidden=[16]",
+        ]
+    )
     metrics = RPRInherent(cfg, tmp_path).run()
     assert metrics["models"] == ["cnn", "cnn_seed1", "wide_cnn", "mlp", "logreg"]
     for point in ("literal", "calibrated"):
@@ -77,5 +88,10 @@ def test_rpr_inherent_end_to_end(tiny_mnist_root, tmp_path):
         assert (table["kind"] == "architecture").sum() == 6 and (table["kind"] == "class_only").sum() == 12
         loaded = results.load_rpr(tmp_path / f"rpr_{point}_cnn_retest.csv")
         assert len(loaded.index) == 30
-        assert set(metrics["operating_points"][point]["agreement"]) == {"retest", "training_seed", "architecture", "class_only"}
+        assert set(metrics["operating_points"][point]["agreement"]) == {
+            "retest",
+            "training_seed",
+            "architecture",
+            "class_only",
+        }
     assert (tmp_path / "points.npz").is_file() and (tmp_path / "logreg.ckpt").is_file()

@@ -76,8 +76,10 @@ def test_rpr_columns_cover_a_known_flip_probability(tmp_path):
 
 def test_old_files_without_estimate_columns_still_load(tmp_path):
     path = tmp_path / "old.csv"
-    path.write_text("index,label,clean_pred,first_failure,fail_pred,steps,robust,max_steps\n"
-                    "0,1,1,-1,-1,5,1,5\n1,2,2,3,4,3,0,5\n2,3,1,0,-1,0,0,5\n")
+    path.write_text(
+        "index,label,clean_pred,first_failure,fail_pred,steps,robust,max_steps\n"
+        "0,1,1,-1,-1,5,1,5\n1,2,2,3,4,3,0,5\n2,3,1,0,-1,0,0,5\n"
+    )
     loaded = results.load_rpr(path)
     np.testing.assert_array_equal(loaded.trials, [5, 3, 0])
     np.testing.assert_array_equal(loaded.failures, [0, 1, 0])

@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from conftest import balanced_labels, block_images
+
 from robustlab.errors import RobustlabError
 from robustlab.models import SimpleCNN
 from robustlab.robustness import ibp
@@ -32,7 +32,7 @@ def linear_problem(n: int, d: int, seed: int):
 def test_exact_attack_flips_just_above_the_distance_and_not_just_below(clip):
     x, y, w, b = linear_problem(200, 30, seed=0)
     eps = linear_exact_distance(x, y, w, b, clip)
-    margin = lambda e: y * (linear_worst_case(x, y, w, e, clip) @ w + b)  # noqa: E731  (the exact worst case)
+    margin = lambda e: y * (linear_worst_case(x, y, w, e, clip) @ w + b)
     inside = (eps > 0) & torch.isfinite(eps)
     assert inside.sum() > 100 and (eps[y * (x @ w + b) <= 0] == 0).all()
     for i in torch.nonzero(inside).flatten().tolist():
@@ -119,19 +119,33 @@ def test_certified_radius_never_exceeds_the_pgd_radius_on_a_tiny_trained_model()
 
 
 def exact_overrides(root, **extra) -> list[str]:
-    values = {"experiment": "rpr_vs_exact", "data.root": str(root), "data.download": "false",
-              "exact.linear_data.root": str(root), "exact.linear_data.download": "false", "profile.train_subset": 200,
-              "profile.epochs": 1, "profile.linear_epochs": 1, "profile.linear_train_subset": 40, "profile.max_steps": 5,
-              "profile.exact_linear_points": 20, "profile.exact_cnn_points": 12, "model.channels": "[4,8]",
-              "rpr.progress": "false", "trainer.enable_progress_bar": "false", "exact.bisection": 4, "exact.pgd_steps": 3}
+    values = {
+        "experiment": "rpr_vs_exact",
+        "data.root": str(root),
+        "data.download": "false",
+        "exact.linear_data.root": str(root),
+        "exact.linear_data.download": "false",
+        "profile.train_subset": 200,
+        "profile.epochs": 1,
+        "profile.linear_epochs": 1,
+        "profile.linear_train_subset": 40,
+        "profile.max_steps": 5,
+        "profile.exact_linear_points": 20,
+        "profile.exact_cnn_points": 12,
+        "model.channels": "[4,8]",
+        "rpr.progress": "false",
+        "trainer.enable_progress_bar": "false",
+        "exact.bisection": 4,
+        "exact.pgd_steps": 3,
+    }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
 
 
 def test_rpr_vs_exact_end_to_end(tiny_mnist_root, tmp_path):
     import pandas as pd
-
     from conftest import compose_config
+
     from robustlab.pipelines.rpr_vs_exact import RPRVsExact
 
     metrics = RPRVsExact(compose_config(exact_overrides(tiny_mnist_root)), tmp_path).run()
@@ -144,13 +158,17 @@ def test_rpr_vs_exact_end_to_end(tiny_mnist_root, tmp_path):
     assert set(metrics["cnn"]["per_eps"]) == {"0.1", "0.2", "0.3", "0.5"}
 
 
-@pytest.mark.parametrize("override,message", [
-    ("exact.rpr_epsilons=[2.0]", "exact.rpr_epsilons must be values in"),
-    ("exact.bisection=0", "exact.bisection must be a positive integer"),
-    ("exact.cnn_checkpoint=/nowhere/cnn.ckpt", "checkpoint not found"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("exact.rpr_epsilons=[2.0]", "exact.rpr_epsilons must be values in"),
+        ("exact.bisection=0", "exact.bisection must be a positive integer"),
+        ("exact.cnn_checkpoint=/nowhere/cnn.ckpt", "checkpoint not found"),
+    ],
+)
 def test_rpr_vs_exact_bad_input_is_one_line(tiny_mnist_root, tmp_path, override, message):
     from conftest import compose_config
+
     from robustlab.pipelines.rpr_vs_exact import RPRVsExact
 
     key, value = override.split("=", 1)

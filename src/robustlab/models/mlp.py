@@ -13,8 +13,13 @@ from robustlab.models.classifier import ImageClassifier
 class MLP(ImageClassifier):
     """flatten, then (linear, ReLU) per hidden width, then linear -> logits; Adam like the CNNs."""
 
-    def __init__(self, input_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,
-                 hidden: tuple[int, ...] = (256, 128), lr: float = 1e-3):
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int] = (1, 28, 28),
+        num_classes: int = 10,
+        hidden: tuple[int, ...] = (256, 128),
+        lr: float = 1e-3,
+    ):
         super().__init__(input_shape, num_classes, lr)
         self.save_hyperparameters()
         require(all(int(h) >= 1 for h in hidden), f"model.hidden must be positive widths, got {list(hidden)}")

@@ -47,8 +47,14 @@ RETEST, SEED, ARCH, CLASS, OTHER = "retest", "training_seed", "architecture", "c
 KINDS = (RETEST, SEED, ARCH, CLASS)
 
 
-def pair_rows(runs: dict[str, RPRResult], kinds: dict[tuple[str, str], str], num_classes: int,
-              fraction: float, draws: int, seed: int) -> list[dict]:
+def pair_rows(
+    runs: dict[str, RPRResult],
+    kinds: dict[tuple[str, str], str],
+    num_classes: int,
+    fraction: float,
+    draws: int,
+    seed: int,
+) -> list[dict]:
     """Agreement of every listed pair of runs, and the class-only baseline for each ordered architecture pair."""
     rows = []
     for (a, b), kind in kinds.items():
@@ -61,7 +67,9 @@ def pair_rows(runs: dict[str, RPRResult], kinds: dict[tuple[str, str], str], num
     return rows
 
 
-def per_class_rows(runs: dict[str, RPRResult], kinds: dict[tuple[str, str], str], num_classes: int, fraction: float) -> list[dict]:
+def per_class_rows(
+    runs: dict[str, RPRResult], kinds: dict[tuple[str, str], str], num_classes: int, fraction: float
+) -> list[dict]:
     rows = []
     for (a, b), kind in kinds.items():
         for c in range(num_classes):
@@ -69,8 +77,10 @@ def per_class_rows(runs: dict[str, RPRResult], kinds: dict[tuple[str, str], str]
             if here.sum() < 3:
                 continue
             ra, rb = runs[a], runs[b]
-            rows.append({"class": c, "a": a, "b": b, "kind": kind, "points": int(here.sum())}
-                        | agreement.pair(ra.robust[here], ra.steps[here], rb.robust[here], rb.steps[here], fraction))
+            rows.append(
+                {"class": c, "a": a, "b": b, "kind": kind, "points": int(here.sum())}
+                | agreement.pair(ra.robust[here], ra.steps[here], rb.robust[here], rb.steps[here], fraction)
+            )
     return rows
 
 
@@ -80,7 +90,9 @@ def summary(rows: list[dict]) -> dict:
     for kind in KINDS:
         mine = [r for r in rows if r["kind"] == kind]
         if mine:
-            out[kind] = {m: _mean([r[m] for r in mine]) for m in ("kappa", "spearman", "jaccard")} | {"pairs": len(mine)}
+            out[kind] = {m: _mean([r[m] for r in mine]) for m in ("kappa", "spearman", "jaccard")} | {
+                "pairs": len(mine)
+            }
     return out
 
 
@@ -95,25 +107,46 @@ class RPRInherent:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir, self.timings = cfg, Path(run_dir), {}
         i = cfg.inherent
-        require(OmegaConf.is_dict(i.architectures) and len(i.architectures) >= 2,
-                "inherent.architectures must name at least two model configs (the first is the reference)")
-        require(OmegaConf.is_dict(i.operating_points) and len(i.operating_points) >= 1,
-                "inherent.operating_points must name at least one perturbation config")
-        require(isinstance(i.seed_offset, int) and i.seed_offset != 0, f"inherent.seed_offset must be a non-zero integer, got {i.seed_offset}")
-        require(isinstance(i.retest_offset, int) and i.retest_offset != 0, f"inherent.retest_offset must be a non-zero integer, got {i.retest_offset}")
+        require(
+            OmegaConf.is_dict(i.architectures) and len(i.architectures) >= 2,
+            "inherent.architectures must name at least two model configs (the first is the reference)",
+        )
+        require(
+            OmegaConf.is_dict(i.operating_points) and len(i.operating_points) >= 1,
+            "inherent.operating_points must name at least one perturbation config",
+        )
+        require(
+            isinstance(i.seed_offset, int) and i.seed_offset != 0,
+            f"inherent.seed_offset must be a non-zero integer, got {i.seed_offset}",
+        )
+        require(
+            isinstance(i.retest_offset, int) and i.retest_offset != 0,
+            f"inherent.retest_offset must be a non-zero integer, got {i.retest_offset}",
+        )
         require(0 < i.least_fraction <= 1, f"inherent.least_fraction must be in (0, 1], got {i.least_fraction}")
-        require(isinstance(i.baseline_draws, int) and i.baseline_draws >= 1, f"inherent.baseline_draws must be a positive integer, got {i.baseline_draws}")
-        require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
+        require(
+            isinstance(i.baseline_draws, int) and i.baseline_draws >= 1,
+            f"inherent.baseline_draws must be a positive integer, got {i.baseline_draws}",
+        )
+        require(
+            isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1,
+            f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}",
+        )
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)
-        self.points = {str(k): build(v) for k, v in i.operating_points.items()}  # bad scheme values fail here, before training
+        self.points = {
+            str(k): build(v) for k, v in i.operating_points.items()
+        }  # bad scheme values fail here, before training
         self.architectures = {str(k): v for k, v in i.architectures.items()}
         self.reference = next(iter(self.architectures))
         self.data: VisionDataModule = build(cfg.data)
 
     @property
     def model_names(self) -> list[str]:
-        return [self.reference, f"{self.reference}_seed{self.cfg.seed + self.cfg.inherent.seed_offset}",
-                *list(self.architectures)[1:]]
+        return [
+            self.reference,
+            f"{self.reference}_seed{self.cfg.seed + self.cfg.inherent.seed_offset}",
+            *list(self.architectures)[1:],
+        ]
 
     def train_all(self) -> dict:
         seed, models = self.cfg.seed, {}
@@ -121,7 +154,9 @@ class RPRInherent:
             arch = self.reference if name.startswith(f"{self.reference}_seed") else name
             training_seed = seed + (self.cfg.inherent.seed_offset if arch != name else 0)
             pl.seed_everything(training_seed, workers=True, verbose=False)
-            model = build(self.architectures[arch], input_shape=self.data.input_shape, num_classes=self.data.num_classes)
+            model = build(
+                self.architectures[arch], input_shape=self.data.input_shape, num_classes=self.data.num_classes
+            )
             data = copy.copy(self.data)  # same training images; the batches' order follows the training seed
             data.seed = training_seed
             with timed(self.timings, f"train_{name}"):
@@ -132,10 +167,23 @@ class RPRInherent:
     def measure(self, model, points, scheme: str, seed: int, name: str) -> RPRResult:
         r = self.cfg.rpr
         with timed(self.timings, f"rpr_{scheme}_{name}"):
-            result = measure_rpr(model, points.images, points.labels, self.points[scheme], r.max_steps, seed=seed,
-                                 indices=points.index, batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block,
-                                 channels_last=r.channels_last, compile=r.compile, autocast=r.autocast,
-                                 progress=r.progress, desc=f"RPR {scheme} {name}")
+            result = measure_rpr(
+                model,
+                points.images,
+                points.labels,
+                self.points[scheme],
+                r.max_steps,
+                seed=seed,
+                indices=points.index,
+                batch_size=r.batch_size,
+                min_block=r.min_block,
+                max_block=r.max_block,
+                channels_last=r.channels_last,
+                compile=r.compile,
+                autocast=r.autocast,
+                progress=r.progress,
+                desc=f"RPR {scheme} {name}",
+            )
         results.save_rpr(self.run_dir / f"rpr_{scheme}_{name}.csv", result)
         return result
 
@@ -146,14 +194,22 @@ class RPRInherent:
             scheme.check_images(self.data.input_shape)
         models = self.train_all()
         points = sample_points(self.data.test, i.test_points, cfg.seed)
-        results.write_arrays(self.run_dir / "points.npz", images=points.images.numpy(), labels=points.labels.numpy(),
-                             index=points.index.numpy())
+        results.write_arrays(
+            self.run_dir / "points.npz",
+            images=points.images.numpy(),
+            labels=points.labels.numpy(),
+            index=points.index.numpy(),
+        )
         retest = f"{self.reference}_retest"
         names = self.model_names
         kinds = {(names[0], retest): RETEST, (names[0], names[1]): SEED}
         kinds |= {(a, b): ARCH for a, b in itertools.combinations([names[0], *names[2:]], 2)}
         # The remaining pairs fill the figure's matrix; they repeat a kind above, so no mean counts them.
-        kinds |= {(a, b): OTHER for a, b in itertools.combinations([*names, retest], 2) if (a, b) not in kinds and (b, a) not in kinds}
+        kinds |= {
+            (a, b): OTHER
+            for a, b in itertools.combinations([*names, retest], 2)
+            if (a, b) not in kinds and (b, a) not in kinds
+        }
         main = {pair: kind for pair, kind in kinds.items() if kind != OTHER}
         metrics = self.metrics(models, points)
         for scheme in self.points:
@@ -161,14 +217,18 @@ class RPRInherent:
             runs[retest] = self.measure(models[self.reference], points, scheme, cfg.seed + i.retest_offset, retest)
             rows = pair_rows(runs, kinds, self.data.num_classes, i.least_fraction, i.baseline_draws, cfg.seed)
             results.write_table(self.run_dir / f"agreement_{scheme}.csv", _frame(rows))
-            results.write_table(self.run_dir / f"agreement_per_class_{scheme}.csv",
-                                _frame(per_class_rows(runs, main, self.data.num_classes, i.least_fraction)))
+            results.write_table(
+                self.run_dir / f"agreement_per_class_{scheme}.csv",
+                _frame(per_class_rows(runs, main, self.data.num_classes, i.least_fraction)),
+            )
             metrics["operating_points"][scheme] = {
                 "perturbation": self.points[scheme].describe(),
                 "robust_ratio": {name: r.robust_ratio() for name, r in runs.items()},
                 "agreement": summary(rows),
             }
-            log.info("%s: mean kappa %s", scheme, {k: round(v["kappa"] or float("nan"), 3) for k, v in summary(rows).items()})
+            log.info(
+                "%s: mean kappa %s", scheme, {k: round(v["kappa"] or float("nan"), 3) for k, v in summary(rows).items()}
+            )
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
         results.write_json(self.run_dir / results.METRICS, metrics)
         return metrics
@@ -176,10 +236,15 @@ class RPRInherent:
     def metrics(self, models: dict, points) -> dict:
         cfg = self.cfg
         return {
-            "experiment": EXPERIMENT, "profile": cfg.profile.name, "seed": cfg.seed,
+            "experiment": EXPERIMENT,
+            "profile": cfg.profile.name,
+            "seed": cfg.seed,
             "data": {"name": cfg.data.name, "train_images": len(self.data.train), "test_points": len(points)},
-            "max_steps": cfg.rpr.max_steps, "reference": self.reference, "models": self.model_names,
-            "retest": f"{self.reference}_retest", "least_fraction": cfg.inherent.least_fraction,
+            "max_steps": cfg.rpr.max_steps,
+            "reference": self.reference,
+            "models": self.model_names,
+            "retest": f"{self.reference}_retest",
+            "least_fraction": cfg.inherent.least_fraction,
             "test_accuracy": {name: accuracy(model, self.data.test) for name, model in models.items()},
             "operating_points": {},
             "config": OmegaConf.to_container(cfg, resolve=True),
@@ -187,10 +252,15 @@ class RPRInherent:
 
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
-        lines = [f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['test_points']} "
-                 f"test points, MAX_STEPS={metrics['max_steps']} | models: {', '.join(metrics['models'])}"]
+        lines = [
+            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['test_points']} "
+            f"test points, MAX_STEPS={metrics['max_steps']} | models: {', '.join(metrics['models'])}"
+        ]
         for scheme, op in metrics["operating_points"].items():
-            parts = [f"{k} kappa {_fmt(v['kappa'])} rho {_fmt(v['spearman'])} J {_fmt(v['jaccard'])}" for k, v in op["agreement"].items()]
+            parts = [
+                f"{k} kappa {_fmt(v['kappa'])} rho {_fmt(v['spearman'])} J {_fmt(v['jaccard'])}"
+                for k, v in op["agreement"].items()
+            ]
             lines.append(f"   {scheme} ({op['perturbation']}): " + "; ".join(parts))
         return lines
 

@@ -72,12 +72,24 @@ class RPRVsExact:
         self.cfg, self.run_dir, self.timings = cfg, Path(run_dir), {}
         e = cfg.exact
         self.rpr_eps = [float(v) for v in e.rpr_epsilons]
-        require(len(self.rpr_eps) >= 1 and all(0 < v <= 1 for v in self.rpr_eps), f"exact.rpr_epsilons must be values in (0, 1], got {self.rpr_eps}")
+        require(
+            len(self.rpr_eps) >= 1 and all(0 < v <= 1 for v in self.rpr_eps),
+            f"exact.rpr_epsilons must be values in (0, 1], got {self.rpr_eps}",
+        )
         require(0 < e.eps_max <= 1, f"exact.eps_max must be in (0, 1], got {e.eps_max}")
-        require(isinstance(e.bisection, int) and e.bisection >= 1, f"exact.bisection must be a positive integer, got {e.bisection}")
-        require(isinstance(e.pgd_steps, int) and e.pgd_steps >= 1, f"exact.pgd_steps must be a positive integer, got {e.pgd_steps}")
+        require(
+            isinstance(e.bisection, int) and e.bisection >= 1,
+            f"exact.bisection must be a positive integer, got {e.bisection}",
+        )
+        require(
+            isinstance(e.pgd_steps, int) and e.pgd_steps >= 1,
+            f"exact.pgd_steps must be a positive integer, got {e.pgd_steps}",
+        )
         self.linear_data = build(e.linear_data)
-        require(isinstance(self.linear_data, BinaryDataModule), "exact.linear_data must be a binary data config (mnist_binary)")
+        require(
+            isinstance(self.linear_data, BinaryDataModule),
+            "exact.linear_data must be a binary data config (mnist_binary)",
+        )
         self.data = build(cfg.data)
         self.cnn = None
         if e.cnn_checkpoint:  # a missing or corrupt checkpoint fails in one line before any work
@@ -87,9 +99,20 @@ class RPRVsExact:
         r, out = self.cfg.rpr, {}
         for eps in self.rpr_eps:
             with timed(self.timings, f"rpr_{name}_{eps:g}"):
-                out[eps] = measure_rpr(model, points.images, points.labels, UniformLinf(eps), r.max_steps, seed=self.cfg.seed,
-                                       indices=points.index, batch_size=r.batch_size, min_block=r.min_block,
-                                       max_block=r.max_block, progress=r.progress, desc=f"RPR {name} eps={eps:g}")
+                out[eps] = measure_rpr(
+                    model,
+                    points.images,
+                    points.labels,
+                    UniformLinf(eps),
+                    r.max_steps,
+                    seed=self.cfg.seed,
+                    indices=points.index,
+                    batch_size=r.batch_size,
+                    min_block=r.min_block,
+                    max_block=r.max_block,
+                    progress=r.progress,
+                    desc=f"RPR {name} eps={eps:g}",
+                )
         return out
 
     def linear(self, epsilon: float) -> dict:
@@ -104,13 +127,20 @@ class RPRVsExact:
         test = sample_points(self.linear_data.test, e.linear_points, self.cfg.seed)
         with torch.no_grad():
             score = model(test.images)
-        exact = {clip: linear_exact_distance(test.images, test.labels, model.w, model.b.detach(), clip).numpy()
-                 for clip in (False, True)}
+        exact = {
+            clip: linear_exact_distance(test.images, test.labels, model.w, model.b.detach(), clip).numpy()
+            for clip in (False, True)
+        }
         labels01 = (test.labels > 0).to(torch.int64)
         binary = type(test)(test.images, labels01, test.index)
         runs = self.rpr(TwoScores(model).eval(), binary, name)
-        columns = {"index": test.index.numpy(), "label": test.labels.numpy(), "score": score.numpy(),
-                   "exact_unclipped": exact[False], "exact_clipped": exact[True]}
+        columns = {
+            "index": test.index.numpy(),
+            "label": test.labels.numpy(),
+            "score": score.numpy(),
+            "exact_unclipped": exact[False],
+            "exact_clipped": exact[True],
+        }
         keep = exact[True] > 0
         summary = {"epsilon": epsilon, "points": len(test), "test_accuracy": float(keep.mean()), "per_eps": {}}
         for eps, run in runs.items():
@@ -142,11 +172,22 @@ class RPRVsExact:
             lower = ibp_lower_bound(model, points.images, points.labels, e.eps_max, e.bisection).numpy()
         runs = self.rpr(model, points, "cnn")
         correct = next(iter(runs.values())).correct
-        columns = {"index": points.index.numpy(), "label": points.labels.numpy(), "correct": correct.astype(np.int8),
-                   "pgd_upper": upper, "ibp_lower": lower}
-        summary = {"points": len(points), "test_accuracy": float(correct.mean()), "eps_max": e.eps_max,
-                   "median_pgd_upper": float(np.median(upper[correct])), "median_ibp_lower": float(np.median(lower[correct])),
-                   "rho_pgd_ibp": rho(upper, lower, correct), "per_eps": {}}
+        columns = {
+            "index": points.index.numpy(),
+            "label": points.labels.numpy(),
+            "correct": correct.astype(np.int8),
+            "pgd_upper": upper,
+            "ibp_lower": lower,
+        }
+        summary = {
+            "points": len(points),
+            "test_accuracy": float(correct.mean()),
+            "eps_max": e.eps_max,
+            "median_pgd_upper": float(np.median(upper[correct])),
+            "median_ibp_lower": float(np.median(lower[correct])),
+            "rho_pgd_ibp": rho(upper, lower, correct),
+            "per_eps": {},
+        }
         for eps, run in runs.items():
             p_hat, _, _ = run.flip_probability()
             columns |= {f"p_hat_{eps:g}": p_hat, f"robust_{eps:g}": run.robust.astype(np.int8)}
@@ -164,9 +205,15 @@ class RPRVsExact:
         cfg, started = self.cfg, time.perf_counter()
         self.linear_data.setup()
         self.data.setup()
-        metrics = {"experiment": EXPERIMENT, "profile": cfg.profile.name, "seed": cfg.seed, "max_steps": cfg.rpr.max_steps,
-                   "rpr_epsilons": self.rpr_eps, "cnn_source": cfg.exact.cnn_checkpoint or "trained in this run",
-                   "linear": {f"{eps:g}": self.linear(float(eps)) for eps in cfg.exact.linear_epsilons}}
+        metrics = {
+            "experiment": EXPERIMENT,
+            "profile": cfg.profile.name,
+            "seed": cfg.seed,
+            "max_steps": cfg.rpr.max_steps,
+            "rpr_epsilons": self.rpr_eps,
+            "cnn_source": cfg.exact.cnn_checkpoint or "trained in this run",
+            "linear": {f"{eps:g}": self.linear(float(eps)) for eps in cfg.exact.linear_epsilons},
+        }
         metrics["cnn"] = self.cnn_part()
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
         metrics["config"] = OmegaConf.to_container(cfg, resolve=True)
@@ -175,15 +222,23 @@ class RPRVsExact:
 
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
-        lines = [f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | MAX_STEPS={metrics['max_steps']}"]
+        lines = [
+            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | MAX_STEPS={metrics['max_steps']}"
+        ]
         for name, m in metrics["linear"].items():
-            parts = [f"eps {e}: rho {_fmt(v['rho_p_hat_exact_clipped'])}, certified {_fmt(v['certified_share_of_rpr_robust'])}"
-                     for e, v in m["per_eps"].items()]
+            parts = [
+                f"eps {e}: rho {_fmt(v['rho_p_hat_exact_clipped'])}, "
+                f"certified {_fmt(v['certified_share_of_rpr_robust'])}"
+                for e, v in m["per_eps"].items()
+            ]
             lines.append(f"   linear (trained eps {name}), p̂ vs exact clipped distance: " + "; ".join(parts))
         c = metrics["cnn"]
-        parts = [f"eps {e}: rho PGD {_fmt(v['rho_p_hat_pgd_upper'])} IBP {_fmt(v['rho_p_hat_ibp_lower'])}, "
-                 f"certified {_fmt(v['certified_share_of_rpr_robust'])}, PGD-broken {_fmt(v['pgd_broken_share_of_rpr_robust'])}"
-                 for e, v in c["per_eps"].items()]
+        parts = [
+            f"eps {e}: rho PGD {_fmt(v['rho_p_hat_pgd_upper'])} IBP {_fmt(v['rho_p_hat_ibp_lower'])}, "
+            f"certified {_fmt(v['certified_share_of_rpr_robust'])}, "
+            f"PGD-broken {_fmt(v['pgd_broken_share_of_rpr_robust'])}"
+            for e, v in c["per_eps"].items()
+        ]
         lines.append("   CNN, p̂ vs minimal-radius bounds: " + "; ".join(parts))
         return lines
 

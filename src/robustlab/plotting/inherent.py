@@ -49,8 +49,13 @@ def _runs(metrics: dict) -> list[str]:
 
 def _footer(metrics: dict) -> str:
     d = metrics["data"]
-    return provenance([metrics], [f"{d['name']}, {d['train_images']} train images, RPR on {d['test_points']} test points",
-                                  f"MAX_STEPS={metrics['max_steps']}"])
+    return provenance(
+        [metrics],
+        [
+            f"{d['name']}, {d['train_images']} train images, RPR on {d['test_points']} test points",
+            f"MAX_STEPS={metrics['max_steps']}",
+        ],
+    )
 
 
 @themed
@@ -61,13 +66,23 @@ def agreement_figure(run: Path, metrics: dict, out: Path) -> list[Path]:
     rows = []
     for r, point in enumerate(points):
         table = pd.read_csv(run / f"agreement_{point}.csv")
-        rows.append(table.assign(operating_point=point, perturbation=metrics["operating_points"][point]["perturbation"]))
+        rows.append(
+            table.assign(operating_point=point, perturbation=metrics["operating_points"][point]["perturbation"])
+        )
         for c, (measure, title) in enumerate(MEASURES.items()):
             ax, matrix = axes[r, c], agreement_matrix(table, runs, measure)
             image = ax.imshow(matrix, vmin=-0.2, vmax=1.0, cmap="viridis")
             for (i, j), value in np.ndenumerate(matrix):
                 if not np.isnan(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if value < 0.6 else "black",
+                    )
             ax.set_xticks(range(len(runs)), runs, rotation=40, ha="right")
             ax.set_yticks(range(len(runs) + 1), [*runs, "class only"])
             ax.grid(False)
@@ -105,11 +120,23 @@ def hardest_figure(run: Path, metrics: dict, out: Path, point: str) -> list[Path
             if c < len(chosen):
                 k = chosen[c]
                 ax.imshow(arrays["images"][k, 0], cmap="gray", vmin=0, vmax=1)
-                ax.set_title(f"label {arrays['labels'][k]} (#{arrays['index'][k]})\n{_interval_text(rpr, k)}", fontsize=6)
-        axes[r, 0].text(-0.1, 0.5, f"{what}\n({int(mask.sum())} of {len(mask)})", transform=axes[r, 0].transAxes,
-                        ha="right", va="center", fontsize=7)
-    finish(fig, f"Test images all {len(rpr)} models agree on ({point} operating point)",
-           _footer(metrics) + f" · p̂ range and 95% Clopper–Pearson intervals over the models")
+                ax.set_title(
+                    f"label {arrays['labels'][k]} (#{arrays['index'][k]})\n{_interval_text(rpr, k)}", fontsize=6
+                )
+        axes[r, 0].text(
+            -0.1,
+            0.5,
+            f"{what}\n({int(mask.sum())} of {len(mask)})",
+            transform=axes[r, 0].transAxes,
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
+    finish(
+        fig,
+        f"Test images all {len(rpr)} models agree on ({point} operating point)",
+        _footer(metrics) + " · p̂ range and 95% Clopper–Pearson intervals over the models",
+    )
     return save_figure(fig, out, "hardest_points")
 
 
@@ -123,7 +150,13 @@ def per_class_figure(run: Path, metrics: dict, out: Path) -> list[Path]:
         width = 0.8 / len(KIND_ORDER)
         for k, kind in enumerate(KIND_ORDER):
             mean = table[table["kind"] == kind].groupby("class")["kappa"].mean().reindex(classes)
-            ax.bar(np.arange(len(classes)) + (k - 1) * width, mean.to_numpy(), width, label=kind.replace("_", " "), color=PALETTE[k])
+            ax.bar(
+                np.arange(len(classes)) + (k - 1) * width,
+                mean.to_numpy(),
+                width,
+                label=kind.replace("_", " "),
+                color=PALETTE[k],
+            )
         ax.axhline(0, color="0.3", lw=0.8)
         ax.set_xticks(range(len(classes)), classes)
         ax.set_xlabel("class")
@@ -139,7 +172,11 @@ def plot_inherent(run: Path, out: Path) -> list[Path]:
     metrics = results.read_json(run / results.METRICS)
     require(metrics.get("experiment") == "rpr_inherent", f"{run} is not a run of experiment=rpr_inherent")
     first = next(iter(metrics["operating_points"]))
-    return [*agreement_figure(run, metrics, out), *hardest_figure(run, metrics, out, first), *per_class_figure(run, metrics, out)]
+    return [
+        *agreement_figure(run, metrics, out),
+        *hardest_figure(run, metrics, out, first),
+        *per_class_figure(run, metrics, out),
+    ]
 
 
 @themed
@@ -153,7 +190,14 @@ def exact_figure(run: Path, metrics: dict, out: Path) -> list[Path]:
         table = pd.read_csv(run / f"linear_{name}.csv")
         keep = table["exact_clipped"] > 0
         for k, e in enumerate(eps):
-            ax.scatter(table["exact_clipped"][keep], table[f"p_hat_{e}"][keep] + 0.01 * k, s=5, alpha=0.5, color=PALETTE[k], label=f"RPR ε={e}")
+            ax.scatter(
+                table["exact_clipped"][keep],
+                table[f"p_hat_{e}"][keep] + 0.01 * k,
+                s=5,
+                alpha=0.5,
+                color=PALETTE[k],
+                label=f"RPR ε={e}",
+            )
         ax.set_xlabel("exact l∞ distance to the boundary (clipped)")
         ax.set_ylabel("RPR p̂ (uniform l∞ noise; offset per ε)")
         ax.set_title(f"linear 0 vs 1, trained ε={name}", fontsize=9)
@@ -164,26 +208,53 @@ def exact_figure(run: Path, metrics: dict, out: Path) -> list[Path]:
     upper = np.minimum(cnn["pgd_upper"][ok], metrics["cnn"]["eps_max"])
     ax.hlines(cnn[f"p_hat_{e}"][ok], cnn["ibp_lower"][ok], upper, color="0.7", lw=0.6)
     ax.scatter(upper, cnn[f"p_hat_{e}"][ok], s=8, color=PALETTE[0], label="PGD upper bound")
-    ax.scatter(cnn["ibp_lower"][ok], cnn[f"p_hat_{e}"][ok], s=8, color=PALETTE[1], marker="x", label="IBP certified lower bound")
+    ax.scatter(
+        cnn["ibp_lower"][ok],
+        cnn[f"p_hat_{e}"][ok],
+        s=8,
+        color=PALETTE[1],
+        marker="x",
+        label="IBP certified lower bound",
+    )
     ax.set_xlabel("minimal adversarial l∞ radius (bounds)")
     ax.set_ylabel(f"RPR p̂ at ε={e}")
     ax.set_title("simple CNN, 10 classes", fontsize=9)
     ax = axes[-1]
     x = [float(v) for v in eps]
     for k, name in enumerate(linear):
-        ax.plot(x, [_val(metrics["linear"][name]["per_eps"][v]["certified_share_of_rpr_robust"]) for v in eps], "o-",
-                color=PALETTE[k], label=f"linear ε={name}: exactly robust")
+        ax.plot(
+            x,
+            [_val(metrics["linear"][name]["per_eps"][v]["certified_share_of_rpr_robust"]) for v in eps],
+            "o-",
+            color=PALETTE[k],
+            label=f"linear ε={name}: exactly robust",
+        )
     c = metrics["cnn"]["per_eps"]
-    ax.plot(x, [_val(c[v]["certified_share_of_rpr_robust"]) for v in eps], "s-", color=PALETTE[3], label="CNN: IBP-certified")
-    ax.plot(x, [_val(c[v]["pgd_broken_share_of_rpr_robust"]) for v in eps], "s--", color=PALETTE[4], label="CNN: broken by PGD")
+    ax.plot(
+        x,
+        [_val(c[v]["certified_share_of_rpr_robust"]) for v in eps],
+        "s-",
+        color=PALETTE[3],
+        label="CNN: IBP-certified",
+    )
+    ax.plot(
+        x,
+        [_val(c[v]["pgd_broken_share_of_rpr_robust"]) for v in eps],
+        "s--",
+        color=PALETTE[4],
+        label="CNN: broken by PGD",
+    )
     ax.set_xlabel("ε")
     ax.set_ylabel("share of RPR-robust points")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("RPR-robust at ε: certified / broken at ε", fontsize=9)
     for a in axes:
         a.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1)
-    finish(fig, "RPR beside exact and certified robustness, per point",
-           provenance([metrics], [f"MAX_STEPS={metrics['max_steps']}", f"CNN: {metrics['cnn']['points']} test points"]))
+    finish(
+        fig,
+        "RPR beside exact and certified robustness, per point",
+        provenance([metrics], [f"MAX_STEPS={metrics['max_steps']}", f"CNN: {metrics['cnn']['points']} test points"]),
+    )
     return save_figure(fig, out, "rpr_vs_exact")
 
 

@@ -61,8 +61,13 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 def pair(robust_a, steps_a, robust_b, steps_b, fraction: float = 0.1) -> dict:
     """The three measures between two runs on the same points."""
     low_a, low_b = least_robust(steps_a, fraction), least_robust(steps_b, fraction)
-    return {"kappa": kappa(robust_a, robust_b), "spearman": spearman(steps_a, steps_b),
-            "jaccard": jaccard(low_a, low_b), "least_a": int(low_a.sum()), "least_b": int(low_b.sum())}
+    return {
+        "kappa": kappa(robust_a, robust_b),
+        "spearman": spearman(steps_a, steps_b),
+        "jaccard": jaccard(low_a, low_b),
+        "least_a": int(low_a.sum()),
+        "least_b": int(low_b.sum()),
+    }
 
 
 def class_rates(robust: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:
@@ -81,8 +86,9 @@ def expected_kappa(rate: np.ndarray, labels: np.ndarray) -> float:
     return float((observed - chance) / (1 - chance)) if chance < 1 else float("nan")
 
 
-def class_only(robust_a, classes, robust_b, steps_b, num_classes: int, fraction: float = 0.1,
-               draws: int = 20, seed: int = 0) -> dict:
+def class_only(
+    robust_a, classes, robust_b, steps_b, num_classes: int, fraction: float = 0.1, draws: int = 20, seed: int = 0
+) -> dict:
     """The class-only baseline: A's class robust rates as the only knowledge, scored against run B."""
     classes = np.asarray(classes, dtype=int)
     rate = class_rates(robust_a, classes, num_classes)[classes]
@@ -90,5 +96,10 @@ def class_only(robust_a, classes, robust_b, steps_b, num_classes: int, fraction:
     low_b = least_robust(steps_b, fraction)
     rng = np.random.default_rng(seed)
     overlaps = [jaccard(least_robust(rate + 1e-9 * rng.random(len(rate)), fraction), low_b) for _ in range(draws)]
-    return {"kappa": expected_kappa(rate, robust_b), "spearman": spearman(rate, steps_b),
-            "jaccard": float(np.mean(overlaps)), "least_a": int(math.ceil(fraction * len(rate))), "least_b": int(low_b.sum())}
+    return {
+        "kappa": expected_kappa(rate, robust_b),
+        "spearman": spearman(rate, steps_b),
+        "jaccard": float(np.mean(overlaps)),
+        "least_a": int(math.ceil(fraction * len(rate))),
+        "least_b": int(low_b.sum()),
+    }

@@ -35,7 +35,9 @@ from scipy import stats
 LEVEL = 0.95
 
 
-def flip_estimate(failures: np.ndarray, trials: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def flip_estimate(
+    failures: np.ndarray, trials: np.ndarray, level: float = LEVEL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p̂, Clopper–Pearson low, high) per point for ``failures`` flips in ``trials`` retries."""
     failures, trials = np.asarray(failures, dtype=np.float64), np.asarray(trials, dtype=np.float64)
     alpha = 1.0 - level

@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 
 
-def linear_exact_distance(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor | float,
-                          clip: bool = False) -> torch.Tensor:
+def linear_exact_distance(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor | float, clip: bool = False
+) -> torch.Tensor:
     """Smallest eps at which the exact worst case (x - eps y sign(w), clipped or not) is misclassified."""
     x, w = x.flatten(1).to(torch.float64), w.detach().flatten().to(torch.float64)
     y = y.to(torch.float64)
@@ -38,6 +39,8 @@ def linear_exact_distance(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: 
         hit = at_break <= 0
         j = torch.where(hit.any(1), hit.float().argmax(1), torch.full_like(margin, room.shape[1], dtype=torch.int64))
         prev_used = torch.where(j > 0, used.gather(1, (j - 1).clamp(min=0)[:, None])[:, 0], torch.zeros_like(margin))
-        prev_slope = torch.where(j > 0, slope_after.gather(1, (j - 1).clamp(min=0)[:, None])[:, 0], a.sum().expand_as(margin))
+        prev_slope = torch.where(
+            j > 0, slope_after.gather(1, (j - 1).clamp(min=0)[:, None])[:, 0], a.sum().expand_as(margin)
+        )
         distance = torch.where(hit.any(1), (margin - prev_used) / prev_slope, torch.full_like(margin, float("inf")))
     return torch.where(margin <= 0, torch.zeros_like(margin), distance)

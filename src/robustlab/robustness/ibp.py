@@ -22,10 +22,14 @@ MONOTONE = (nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Identity)
 def layers_of(model: nn.Module) -> list[nn.Module]:
     """The layers of ``model.net`` (or of a Sequential itself), checked to be ones IBP handles."""
     net = getattr(model, "net", model)
-    require(isinstance(net, nn.Sequential), f"IBP needs a model whose net is an nn.Sequential, got {type(net).__name__}")
+    require(
+        isinstance(net, nn.Sequential), f"IBP needs a model whose net is an nn.Sequential, got {type(net).__name__}"
+    )
     layers = list(net)
     bad = [type(m).__name__ for m in layers if not isinstance(m, (nn.Conv2d, nn.Linear, *MONOTONE))]
-    require(not bad, f"IBP handles Conv2d, Linear, ReLU, MaxPool2d and Flatten layers only; the model has {', '.join(bad)}")
+    require(
+        not bad, f"IBP handles Conv2d, Linear, ReLU, MaxPool2d and Flatten layers only; the model has {', '.join(bad)}"
+    )
     return layers
 
 
@@ -49,7 +53,9 @@ def bounds(layers: list[nn.Module], lower: torch.Tensor, upper: torch.Tensor) ->
     return lower, upper
 
 
-def margin_lower_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def margin_lower_bounds(
+    model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Lower bounds of logit_y - logit_j over the input box, shape (N, K); the y column is +inf."""
     layers = layers_of(model)
     last = layers[-1]
@@ -63,7 +69,9 @@ def margin_lower_bounds(model: nn.Module, lower: torch.Tensor, upper: torch.Tens
 
 
 @torch.no_grad()
-def certified(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor, clip: bool = True) -> torch.Tensor:
+def certified(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor, clip: bool = True
+) -> torch.Tensor:
     """Whether IBP proves every input within l-inf eps (per point; clipped to [0, 1]) classified as labels."""
     eps = eps.view(-1, *([1] * (x.dim() - 1)))
     lower, upper = x - eps, x + eps

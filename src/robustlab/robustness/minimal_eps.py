@@ -17,7 +17,9 @@ from robustlab.robustness import ibp
 from robustlab.robustness.attacks import input_gradient
 
 
-def pgd_per_point(model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, steps: int, clip: bool = True) -> torch.Tensor:
+def pgd_per_point(
+    model, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, steps: int, clip: bool = True
+) -> torch.Tensor:
     """PGD in the l-inf ball of radius eps[i] around each x[i]; step 2.5 eps / steps (Madry et al.)."""
     eps = eps.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
     step, x_adv = 2.5 * eps / steps, x.detach().clone()
