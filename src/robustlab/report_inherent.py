@@ -109,8 +109,8 @@ def inherent_section(root: Path, profile: str) -> str:
         ratios = ", ".join(f"{name} {value:.3f}" for name, value in op["robust_ratio"].items())
         out.append(f"**{point}** ({op['perturbation']}; robust ratios: {ratios})\n")
         out.append(_grid(["pairs", "n", "Cohen's κ", "Spearman's ρ", "Jaccard"], rows))
-        get = lambda kind: (a.get(kind) or {}).get("kappa")
-        out.append(verdict(point, get("architecture"), get("retest"), get("class_only")) + "\n")
+        kappas = {kind: (a.get(kind) or {}).get("kappa") for kind in ("architecture", "retest", "class_only")}
+        out.append(verdict(point, kappas["architecture"], kappas["retest"], kappas["class_only"]) + "\n")
     out.append(
         f"Rule of the verdict: supported when cross-architecture κ exceeds the class-only baseline by at least "
         f"{BEYOND_CLASS} and reaches {OF_CEILING:.0%} of the test–retest κ; partly supported when only the first "
