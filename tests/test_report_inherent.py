@@ -78,7 +78,7 @@ def test_relation_sentence_names_the_largest_gap():
         }
     }
     sentence = report.relation_sentence(m)
-    assert "ε=0.1" in sentence and "only 40%" in sentence and "100%" in sentence
+    assert "ε=0.1" in sentence and "only 40.0%" in sentence and "100.0%" in sentence
     m["linear"]["0"]["per_eps"]["0.1"]["certified_share_of_rpr_robust"] = 1.0
     m["linear"]["0"]["per_eps"]["0.2"]["certified_share_of_rpr_robust"] = 1.0
     assert report.relation_sentence(m).startswith("Every point RPR deems robust")

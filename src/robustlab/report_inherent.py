@@ -197,9 +197,9 @@ def relation_sentence(m: dict) -> str:
             "Every point RPR deems robust is also exactly robust at the same ε, for every linear model and ε measured."
         )
     return (
-        f"RPR-robust is not worst-case robust: for the {model} at ε={eps}, "
-        f"RPR deems {ratio:.0%} of the points robust, "
-        f"yet only {share:.0%} of those are exactly robust; the others have an adversarial image within ε that "
+        f"RPR-robust is not worst-case robust: for the {model}, with noise and attack radius ε={eps}, "
+        f"RPR deems {ratio:.1%} of the points robust, "
+        f"yet only {share:.1%} of those are exactly robust; the others have an adversarial image within ε that "
         "random noise did not find."
     )
 
