@@ -95,3 +95,12 @@ def test_rpr_inherent_end_to_end(tiny_mnist_root, tmp_path):
             "class_only",
         }
     assert (tmp_path / "points.npz").is_file() and (tmp_path / "logreg.ckpt").is_file()
+    from robustlab.plotting.inherent import agreement_matrix, plot_inherent
+
+    written = {p.name for p in plot_inherent(tmp_path, tmp_path / "fig")}
+    expected = {"inherent_agreement.png", "hardest_points.png", "inherent_per_class.png", "inherent_agreement.csv"}
+    assert expected <= written
+    runs = [*metrics["models"], metrics["retest"]]
+    matrix = agreement_matrix(pd.read_csv(tmp_path / "agreement_literal.csv"), runs, "kappa")
+    assert matrix.shape == (7, 6) and np.allclose(np.diag(matrix[:6]), 1.0)
+    np.testing.assert_array_equal(np.isnan(matrix[:6]), np.isnan(matrix[:6].T))  # symmetric where defined

@@ -156,6 +156,9 @@ def test_rpr_vs_exact_end_to_end(tiny_mnist_root, tmp_path):
     assert len(linear) == 20 and {"exact_clipped", "exact_unclipped", "p_hat_0.1", "robust_0.5"} <= set(linear.columns)
     assert (linear["exact_clipped"] >= linear["exact_unclipped"] - 1e-9).all()  # clipping only takes room away
     assert set(metrics["cnn"]["per_eps"]) == {"0.1", "0.2", "0.3", "0.5"}
+    from robustlab.plotting.inherent import plot_rpr_vs_exact
+
+    assert {p.name for p in plot_rpr_vs_exact(tmp_path, tmp_path / "fig")} == {"rpr_vs_exact.png", "rpr_vs_exact.pdf"}
 
 
 @pytest.mark.parametrize(

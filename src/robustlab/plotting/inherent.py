@@ -96,10 +96,15 @@ def agreement_figure(run: Path, metrics: dict, out: Path) -> list[Path]:
 
 
 def _interval_text(rpr: dict[str, pd.DataFrame], where: int) -> str:
-    lows = [float(t["p_low"].iloc[where]) for t in rpr.values()]
-    highs = [float(t["p_high"].iloc[where]) for t in rpr.values()]
-    hats = [float(t["p_hat"].iloc[where]) for t in rpr.values()]
-    return f"p̂ {np.nanmin(hats):.2f}–{np.nanmax(hats):.2f}\nCI ⊂ [{min(lows):.2f}, {max(highs):.2f}]"
+    """p̂ range and the union of the intervals over the models that classify the point correctly."""
+    measured = [t.iloc[where] for t in rpr.values() if t["trials"].iloc[where] > 0]
+    wrong = len(rpr) - len(measured)
+    if not measured:
+        return f"clean-misclassified\nby all {len(rpr)} models"
+    hats = [float(r["p_hat"]) for r in measured]
+    text = f"p̂ {min(hats):.2f}–{max(hats):.2f}\nCI ⊂ [{min(float(r['p_low']) for r in measured):.2f}, "
+    text += f"{max(float(r['p_high']) for r in measured):.2f}]"
+    return text + (f"\n{wrong} clean-wrong" if wrong else "")
 
 
 @themed
@@ -113,7 +118,9 @@ def hardest_figure(run: Path, metrics: dict, out: Path, point: str) -> list[Path
     easy = np.logical_and.reduce([t["robust"].to_numpy() == 1 for t in rpr.values()])
     fig, axes = plt.subplots(2, SHOWN, figsize=(1.45 * SHOWN, 4.4), squeeze=False)
     for r, (mask, what) in enumerate(((hard, "least robust for every model"), (easy, "robust for every model"))):
-        chosen = np.flatnonzero(mask)[:SHOWN]
+        # Points some model classifies correctly first: their perturbations, not their clean errors, make them hard.
+        wrong_count = sum((t["trials"].to_numpy() == 0).astype(int) for t in rpr.values())
+        chosen = np.flatnonzero(mask)[np.argsort(wrong_count[mask], kind="stable")][:SHOWN]
         for c in range(SHOWN):
             ax = axes[r, c]
             ax.axis("off")
