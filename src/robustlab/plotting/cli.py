@@ -6,6 +6,8 @@
   robustlab-plot dcgan  --run RUN_DIR | --multirun MULTIRUN_DIR --out OUT_DIR [--prefix PREFIX]
   robustlab-plot gan-augment --run RUN_DIR --out OUT_DIR
   robustlab-plot operating-point --multirun MULTIRUN_DIR --out OUT_DIR
+  robustlab-plot inherent --run RUN_DIR --out OUT_DIR
+  robustlab-plot rpr-vs-exact --run RUN_DIR --out OUT_DIR
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 """
@@ -43,6 +45,12 @@ def parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operating-point", help="robust ratio of M vs scheme strength and the crossing table from experiment=operating_point")
     op.add_argument("--multirun", required=True, type=Path, help="multirun folder of experiment=operating_point (one job per seed)")
     op.add_argument("--out", required=True, type=Path, help="folder for operating_point.{png,pdf} and its CSVs")
+    inherent = sub.add_parser("inherent", help="per-point agreement across models, hardest points, per class, from a run of experiment=rpr_inherent")
+    inherent.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_inherent`")
+    inherent.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files and inherent_agreement.csv")
+    exact = sub.add_parser("rpr-vs-exact", help="RPR p̂ beside exact / certified radii from a run of experiment=rpr_vs_exact")
+    exact.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_vs_exact`")
+    exact.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
     return p
 
 
@@ -68,6 +76,10 @@ def run(args: argparse.Namespace) -> list[Path]:
         from robustlab.plotting.operating_point import plot_operating_point
 
         return plot_operating_point(args.multirun, args.out)
+    if args.command in ("inherent", "rpr-vs-exact"):
+        from robustlab.plotting.inherent import plot_inherent, plot_rpr_vs_exact
+
+        return (plot_inherent if args.command == "inherent" else plot_rpr_vs_exact)(args.run, args.out)
     from robustlab.plotting.sweep import plot_sweep
 
     return plot_sweep(args.multirun, args.out, args.name)

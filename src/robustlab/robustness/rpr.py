@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from robustlab.errors import RobustlabError, require
 from robustlab.robustness import counter_rng as rng
+from robustlab.robustness.estimate import flip_estimate
 from robustlab.robustness.fastpath import check_options, fast_forward, resolve_batch_size
 from robustlab.robustness.perturbations import Perturbation
 
@@ -81,7 +82,22 @@ class RPRResult:
         denominator = len(self.index) if over == "all" else int(self.correct.sum())
         return grid, (robust / denominator if denominator else np.full(len(grid), np.nan))
 
+    @property
+    def trials(self) -> np.ndarray:
+        """Retries that ran (the measure stops at the first failure): 0 for clean-misclassified points."""
+        return np.where(self.first_failure == NOT_FAILED, self.max_steps, self.first_failure)
+
+    @property
+    def failures(self) -> np.ndarray:
+        """Misclassified retries among them: 1 at the first failure, 0 otherwise."""
+        return (self.first_failure > 0).astype(np.int64)
+
+    def flip_probability(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(p̂, 95 % Clopper–Pearson low, high) of each point's flip probability (robustness.estimate)."""
+        return flip_estimate(self.failures, self.trials)
+
     def columns(self) -> dict[str, np.ndarray]:
+        p_hat, p_low, p_high = self.flip_probability()
         return {
             "index": self.index,
             "label": self.label,
@@ -90,6 +106,12 @@ class RPRResult:
             "fail_pred": self.fail_pred,
             "steps": self.steps,
             "robust": self.robust.astype(np.int8),
+            # Derived from the columns above (from_columns recomputes them): files without them still load.
+            "trials": self.trials,
+            "failures": self.failures,
+            "p_hat": p_hat,
+            "p_low": p_low,
+            "p_high": p_high,
         }
 
     @classmethod
