@@ -5,6 +5,8 @@
 #   make figures   [PROFILE=quick] the figures again, from the logged results only (ONLY=rpr_mnist: one experiment)
 #   make results                   every run under $(OUTPUT) in one table (outputs/results/results.csv)
 #   make paper                     claims tables, paper/REPRODUCTION.md (and report.pdf with latexmk)
+#   make extras                    the optional extras (mlflow, wandb, art) from requirements-*.lock
+#   make crosscheck                the project's FGSM and PGD against ART's on a small trained CNN (needs extras)
 PYTHON   ?= python3.11
 VENV     ?= .venv
 PROFILE  ?= paper
@@ -15,7 +17,7 @@ FIGURES  ?= figures
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
-.PHONY: test reproduce figures results paper benchmark check-profile clean-venv data-fashion-mnist
+.PHONY: test reproduce figures results paper benchmark check-profile clean-venv data-fashion-mnist extras crosscheck
 
 # Fashion-MNIST from Debian's package dataset-fashion-mnist (no internet needed), unpacked into
 # torchvision's layout under DATA_ROOT.
@@ -46,6 +48,15 @@ figures: check-profile $(STAMP)
 
 results: $(STAMP)
 	$(BIN)/robustlab-results --root $(OUTPUT) --out $(OUTPUT)/results
+
+# Optional integrations (logger=mlflow, logger=wandb, the ART cross-check), pinned like the core.
+EXTRAS_LOCKS := requirements-mlflow.lock requirements-wandb.lock requirements-art.lock
+extras: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements.lock $(addprefix -r ,$(EXTRAS_LOCKS))
+
+# FGSM and PGD against the Adversarial Robustness Toolbox: share of identical adversarial predictions per eps.
+crosscheck: $(STAMP)
+	$(BIN)/python -m robustlab.crosscheck
 
 # The claims tables and paper/REPRODUCTION.md always; the PDF only where latexmk is installed.
 paper: $(STAMP)
