@@ -64,11 +64,15 @@ def is_rank_zero() -> bool:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     import pytorch_lightning as pl
 
+    from robustlab.pipelines import tracking
+
     pipeline = pipeline_class(cfg.pipeline)
+    tracking.check_installed(cfg.get("logger"))  # a missing tracker package: one line before any work
     set_threads(cfg.get("threads"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     metrics = pipeline(cfg, run_dir).run()
     if is_rank_zero():  # the other DDP processes of the run hold the same metrics
+        tracking.publish(cfg.get("logger"), run_dir, metrics)  # every pipeline's numbers, to the chosen trackers
         print_summary(pipeline, metrics)
         log.info("results in %s", run_dir)
     return metrics
@@ -98,7 +102,7 @@ def unknown_option(overrides: list[str]) -> str | None:
         if override.startswith("-") or not value or sweep_function or "." in group or not loader.repository.group_exists(group):
             continue
         options = loader.get_group_options(group)
-        for option in value.split(","):  # a multirun sweeps several
+        for option in value.strip("[]").split(","):  # a multirun sweeps several; [a,b] picks several (logger=[csv,mlflow])
             if option not in options and option != "null":
                 return f"unknown {group} option '{option}' in {override}; the options are: {', '.join(options)}"
     return None

@@ -49,10 +49,11 @@ def with_epochs(trainer_cfg: DictConfig, epochs: int) -> DictConfig:
     return OmegaConf.merge(trainer_cfg, {"max_epochs": int(epochs)})
 
 
-def train_gan(model: DCGAN, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, timings: dict) -> dict:
+def train_gan(model: DCGAN, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, timings: dict,
+              logger_cfg: DictConfig | None = None) -> dict:
     """Fit G and D (logs and sample grids in run_dir/G, checkpoint run_dir/G.ckpt); the training summary."""
     with timed(timings, f"train_{GAN}"):
-        fit_classifier(model, data, trainer_cfg, run_dir, GAN, tensorboard=True)
+        fit_classifier(model, data, trainer_cfg, run_dir, GAN, tensorboard=True, logger_cfg=logger_cfg)
     logged = model.trainer.callback_metrics
     last = {key.split("/")[-1]: float(value) for key, value in logged.items() if key.startswith("train/")}
     return {"steps": model.iteration, "epochs": int(trainer_cfg.max_epochs), "images": len(data.train), "batch_size": data.batch_size, "final": last}
@@ -99,7 +100,7 @@ class DCGANRun:
         self.data.setup()  # reads the data (or fails in one line) before any training
         labeled = self.labeled_subset() if self.hp.semi_supervised else None
         metrics = self.metrics()
-        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings)
+        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, self.cfg.get("logger"))
         with timed(self.timings, "interpolation"):
             self.save_interpolation()
         if self.judge is not None:
@@ -155,7 +156,8 @@ class DCGANRun:
                                            hp.mbd_kernels, hp.mbd_kernel_dim, hp.lr, tuple(hp.betas))
         epochs = max(1, math.ceil(self.model.iteration / math.ceil(len(labeled) / batch)))
         with timed(self.timings, "train_D_labels_only"):
-            fit_classifier(baseline, self.data.with_train_index(labeled.index), with_epochs(self.cfg.trainer, epochs), self.run_dir, "D_labels_only")
+            fit_classifier(baseline, self.data.with_train_index(labeled.index), with_epochs(self.cfg.trainer, epochs), self.run_dir, "D_labels_only",
+                           logger_cfg=self.cfg.get("logger"))
         return {
             "labels_per_class": hp.labels_per_class, "labelled_images": len(labeled),
             "gan_discriminator_test_accuracy": gan_accuracy,

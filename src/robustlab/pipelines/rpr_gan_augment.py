@@ -103,7 +103,8 @@ class RPRGanAugment(RPRRetrain):
         g, k, seed = self.cfg.gan, self.data.num_classes, self.cfg.seed
         gan_data = robust.with_train_index(robust.train.index)
         gan_data.batch_size = g.batch_size
-        training = train_gan(self.gan, gan_data, with_epochs(self.cfg.trainer, g.epochs), self.run_dir, self.timings)
+        training = train_gan(self.gan, gan_data, with_epochs(self.cfg.trainer, g.epochs), self.run_dir, self.timings,
+                             self.cfg.get("logger"))
         intended = torch.arange(k).repeat_interleave(g.samples_per_class)
         images = generate(self.gan, len(intended), seed + 3, intended)
         generated = Split(images, intended, GENERATED_INDEX + torch.arange(len(intended)))

@@ -102,7 +102,7 @@ class RPRRetrain:
     def train(self, data: VisionDataModule, name: str):
         model = self.new_model()
         with timed(self.timings, f"train_{name}"):
-            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name)
+            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name, logger_cfg=self.cfg.get("logger"))
         return model
 
     def model_m(self):

@@ -12,10 +12,10 @@ import pytorch_lightning as pl
 import torch
 from robustlab.config import build
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from robustlab.data import Split, VisionDataModule
 from robustlab.pipelines.devices import require_devices
+from robustlab.pipelines.tracking import training_loggers
 from robustlab.robustness.rpr import as_scores_fn, predict
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,11 @@ def timed(timings: dict, stage: str):
 
 
 def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, name: str,
-                   tensorboard: bool = False) -> Path:
-    """Fit ``model`` on ``data``; logs go to ``run_dir/name`` (CSV; TensorBoard events too when ``tensorboard``);
+                   tensorboard: bool = False, logger_cfg: DictConfig | None = None) -> Path:
+    """Fit ``model`` on ``data``; logs go to ``run_dir/name`` (CSV; TensorBoard events too when ``tensorboard``:
+    the GAN's sample grids are images) and to the trackers of ``logger_cfg`` (the ``logger`` config group);
     returns the checkpoint path (written atomically)."""
-    loggers = [CSVLogger(str(run_dir), name=name, version="")]
-    if tensorboard:  # the GAN's sample grids are images: TensorBoard shows them over training
-        loggers.append(TensorBoardLogger(str(run_dir), name=name, version="", default_hp_metric=False))
+    loggers = training_loggers(logger_cfg, run_dir, name, tensorboard)
     require_devices(trainer_cfg)
     trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=loggers)
     log.info("training %s on %d images for %d epochs", name, len(data.train), trainer.max_epochs)
