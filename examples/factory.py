@@ -14,7 +14,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_image_folder  # noqa: E402
+from common import write_image_folder
 
 
 def build() -> torch.nn.Module:
@@ -29,11 +29,22 @@ def main(work: Path) -> None:
     torch.manual_seed(0)
     weights = work / "mobilenet_v3_small.pth"
     torch.save(torchvision.models.mobilenet_v3_small(num_classes=2).state_dict(), weights)
-    command = [sys.executable, "-m", "robustlab.measure", "model=python:factory:build", f"data.root={images}",
-               "perturbation=rotation", "perturbation.severity=2", "rpr.max_steps=10", "preprocess.resize=[32,32]",
-               f"hydra.run.dir={work / 'run'}"]
-    env = os.environ | {"ROBUSTLAB_EXAMPLE_WEIGHTS": str(weights),
-                        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    command = [
+        sys.executable,
+        "-m",
+        "robustlab.measure",
+        "model=python:factory:build",
+        f"data.root={images}",
+        "perturbation=rotation",
+        "perturbation.severity=2",
+        "rpr.max_steps=10",
+        "preprocess.resize=[32,32]",
+        f"hydra.run.dir={work / 'run'}",
+    ]
+    env = os.environ | {
+        "ROBUSTLAB_EXAMPLE_WEIGHTS": str(weights),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    }
     print(" ".join(command[1:]))
     subprocess.run(command, check=True, env=env)
 

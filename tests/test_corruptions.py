@@ -45,7 +45,10 @@ def test_geometric_corruptions_are_torchvision_affine_per_image(name):
             args["scale"] = float(strength[i])
         else:
             direction = 2 * np.pi * float(rng.uniform(k, 1, stream=1)[i, 0])
-            args["translate"] = [float(strength[i]) * 28 * np.cos(direction), float(strength[i]) * 28 * np.sin(direction)]
+            args["translate"] = [
+                float(strength[i]) * 28 * np.cos(direction),
+                float(strength[i]) * 28 * np.sin(direction),
+            ]
         expected = TF.affine(x[i], interpolation=InterpolationMode.BILINEAR, **args)
         assert torch.allclose(out[i], expected.clamp(0, 1), atol=1e-5), (name, i)
     assert not torch.equal(out, x)
@@ -66,7 +69,9 @@ def test_brightness_adds_to_the_hsv_value():
     scheme = make_perturbation("brightness", severity=5)
     out, c = scheme(x, k), scheme.strength(k)
     gray = images(4, 1, 32)
-    assert torch.allclose(make_perturbation("brightness", severity=5)(gray, k), (gray + c.view(-1, 1, 1, 1).float()).clamp(0, 1))
+    assert torch.allclose(
+        make_perturbation("brightness", severity=5)(gray, k), (gray + c.view(-1, 1, 1, 1).float()).clamp(0, 1)
+    )
     value = out.amax(dim=1)  # HSV value = max over channels
     assert torch.allclose(value, (x.amax(dim=1) + c.view(-1, 1, 1).float()).clamp(0, 1), atol=1e-5)
 
@@ -121,7 +126,6 @@ def test_bad_corruption_input_is_one_line():
 def test_run_logs_perturbed_examples_and_the_severity_figure_draws_them(tmp_path, tiny_mnist_root):
     """A tiny rpr_sweep run per severity logs R(x) of its first test points (the same numbers RPR used);
     robustlab-plot corruptions draws them from the run folders alone."""
-    import shutil
 
     import pandas as pd
     from conftest import tiny_run_overrides
@@ -132,15 +136,25 @@ def test_run_logs_perturbed_examples_and_the_severity_figure_draws_them(tmp_path
 
     multirun = tmp_path / "multirun"
     for job, severity in enumerate((1, 5)):
-        overrides = tiny_run_overrides(tiny_mnist_root, experiment="rpr_sweep", perturbation="rotation",
-                                       **{"perturbation.severity": severity, "rpr.perturbed_examples": 3})
+        overrides = tiny_run_overrides(
+            tiny_mnist_root,
+            experiment="rpr_sweep",
+            perturbation="rotation",
+            **{"perturbation.severity": severity, "rpr.perturbed_examples": 3},
+        )
         cfg = compose_config(overrides)
         metrics = run(cfg, multirun / str(job))
         logged = results.read_arrays(multirun / str(job) / "examples_perturbed.npz")
         assert logged["perturbed"].shape == (3, 3, 1, 28, 28)
         scheme = build(cfg.perturbation)
         index = torch.from_numpy(logged["index"]).repeat_interleave(3)
-        again = perturb_at(scheme, cfg.seed, torch.from_numpy(logged["images"]).repeat_interleave(3, 0), index, torch.arange(1, 4).repeat(3))
+        again = perturb_at(
+            scheme,
+            cfg.seed,
+            torch.from_numpy(logged["images"]).repeat_interleave(3, 0),
+            index,
+            torch.arange(1, 4).repeat(3),
+        )
         assert torch.allclose(again.view(3, 3, 1, 28, 28), torch.from_numpy(logged["perturbed"]))
         assert metrics["config"]["perturbation"]["severity"] == severity
     written = plot_corruptions(multirun, tmp_path / "figures")
@@ -148,7 +162,9 @@ def test_run_logs_perturbed_examples_and_the_severity_figure_draws_them(tmp_path
     table = pd.read_csv(tmp_path / "figures" / "corruptions.csv")
     assert table[["scheme", "severity"]].values.tolist() == [["rotation", 1], ["rotation", 5]]
     for job, row in table.iterrows():
-        assert row["robust_ratio"] == results.read_json(multirun / str(job) / "metrics.json")["M"]["test"]["robust_ratio"]
+        assert (
+            row["robust_ratio"] == results.read_json(multirun / str(job) / "metrics.json")["M"]["test"]["robust_ratio"]
+        )
 
 
 def test_severity_figure_without_logged_examples_is_one_line(tmp_path):

@@ -35,16 +35,23 @@ def test_fgsm_and_pgd_agree_with_art_on_a_small_trained_cnn():
     # A different step size is a different attack: the same comparison must then see disagreement.
     other = crosscheck.Settings(epsilons=(0.3,), pgd_steps=5, pgd_step_size=0.01, batch_size=60)
     mine = crosscheck.ours("pgd", model, x_test, y_test, 0.3, settings)
-    theirs = crosscheck.art_attacks(model, (1, 28, 28), 10, 0.3, other)["pgd"].generate(x=x_test.numpy(), y=y_test.numpy())
+    theirs = crosscheck.art_attacks(model, (1, 28, 28), 10, 0.3, other)["pgd"].generate(
+        x=x_test.numpy(), y=y_test.numpy()
+    )
     assert float((mine - torch.from_numpy(theirs)).abs().max()) > 0.1
 
 
 def test_verdict_names_every_setting_below_the_minimum():
-    rows = [{"attack": "fgsm", "eps": 0.1, "identical_predictions": 1.0}, {"attack": "pgd", "eps": 0.3, "identical_predictions": 0.99}]
+    rows = [
+        {"attack": "fgsm", "eps": 0.1, "identical_predictions": 1.0},
+        {"attack": "pgd", "eps": 0.3, "identical_predictions": 0.99},
+    ]
     passed, sentence = crosscheck.verdict(rows, 0.995)
     assert not passed and sentence == "FAIL: below 99.5% identical adversarial predictions: pgd eps=0.3 (99.00%)"
-    assert crosscheck.verdict(rows[:1], 0.995) == (True, "PASS: FGSM and PGD agree with ART on >= 99.5% of adversarial "
-                                                         "predictions at every eps (lowest 100.00%)")
+    assert crosscheck.verdict(rows[:1], 0.995) == (
+        True,
+        "PASS: FGSM and PGD agree with ART on >= 99.5% of adversarial predictions at every eps (lowest 100.00%)",
+    )
 
 
 def test_without_art_the_crosscheck_is_one_line_naming_the_extra(monkeypatch):

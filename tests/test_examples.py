@@ -17,7 +17,7 @@ from robustlab.measure import measure
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
-from common import write_image_folder  # noqa: E402
+from common import write_image_folder
 
 
 def env() -> dict:
@@ -45,8 +45,14 @@ def check_run(run_dir: Path, points: int) -> dict:
 
 @pytest.mark.parametrize("script", ["torchscript_imagefolder.py", "factory.py"])
 def test_command_line_examples_write_a_project_run(script, tmp_path):
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), str(tmp_path)], capture_output=True, text=True, env=env(),
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = check_run(tmp_path / "run", 12)
     assert metrics["data"]["classes"] == ["bright", "dark"]
@@ -70,8 +76,17 @@ def test_same_images_same_numbers_whatever_the_batch(tmp_path):
     torch.jit.save(torch.jit.script(model), str(tmp_path / "m.pt"))
     ratios = []
     for batch in (3, 64):
-        cfg = measure_config([f"model_spec={tmp_path / 'm.pt'}", f"data.root={images}", "preprocess.resize=[16,16]",
-                              "perturbation=fog", "rpr.max_steps=5", f"rpr.batch_size={batch}", "figures=false"])
+        cfg = measure_config(
+            [
+                f"model_spec={tmp_path / 'm.pt'}",
+                f"data.root={images}",
+                "preprocess.resize=[16,16]",
+                "perturbation=fog",
+                "rpr.max_steps=5",
+                f"rpr.batch_size={batch}",
+                "figures=false",
+            ]
+        )
         (tmp_path / str(batch)).mkdir()
         measure(cfg, tmp_path / str(batch))
         ratios.append(results.load_rpr(tmp_path / str(batch) / "rpr_M_test.csv").first_failure.tolist())
@@ -106,16 +121,35 @@ def test_bad_input_is_one_line_each(tmp_path, linear_model):
         bad(tmp_path, str(linear_model), tmp_path / "empty")
     (images / "extra").mkdir()
     (images / "extra" / "0.png").write_bytes((images / "dark" / "0.png").read_bytes())
-    with pytest.raises(RobustlabError, match=r"class folder\(s\) \['extra'\] .* have no output of the model \(2 outputs for 3"):
+    with pytest.raises(
+        RobustlabError, match=r"class folder\(s\) \['extra'\] .* have no output of the model \(2 outputs for 3"
+    ):
         bad(tmp_path, str(linear_model), images, "preprocess.resize=[28,28]", "preprocess.channels=1")
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_cli_bad_model_is_one_line_exit_2(tmp_path):
     images = write_image_folder(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "robustlab.measure", f"model={tmp_path / 'missing.pt'}", "data=imagefolder",
-                           f"data.root={images}", f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True,
-                          env=env(), timeout=120, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robustlab.measure",
+            f"model={tmp_path / 'missing.pt'}",
+            "data=imagefolder",
+            f"data.root={images}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"error: model file not found: {tmp_path / 'missing.pt'}; give a TorchScript file, "
-                                                "a Lightning checkpoint or python:module:factory"]
+    assert done.stderr.strip().splitlines() == [
+        (
+            f"error: model file not found: {tmp_path / 'missing.pt'}; give a TorchScript file, "
+            "a Lightning checkpoint or python:module:factory"
+        )
+    ]

@@ -81,7 +81,13 @@ def test_csv_default_leaves_the_run_folder_as_before(tmp_path, tiny_mnist_root):
     cfg = compose_config(tiny_run_overrides(tiny_mnist_root))
     assert dict(cfg.logger) == {"csv": {}}
     run_dir, metrics, _ = tiny_run(tmp_path, tiny_mnist_root, "csv")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["M", "M.ckpt", "examples_M_test.npz", "metrics.json", "rpr_M_test.csv"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "M",
+        "M.ckpt",
+        "examples_M_test.npz",
+        "metrics.json",
+        "rpr_M_test.csv",
+    ]
     assert sorted(p.name for p in (run_dir / "M").iterdir()) == ["hparams.yaml", "metrics.csv"]
     assert tracking.publish(cfg.logger, run_dir, metrics) == {}
 
@@ -96,7 +102,9 @@ def test_missing_tracker_package_is_one_line_naming_the_extra(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
-    with pytest.raises(RobustlabError, match=r"logger=mlflow needs the mlflow package: pip install 'robustlab\[mlflow\]'"):
+    with pytest.raises(
+        RobustlabError, match=r"logger=mlflow needs the mlflow package: pip install 'robustlab\[mlflow\]'"
+    ):
         tracking.check_installed(compose_config(["logger=[csv,mlflow]"]).logger)
     tracking.check_installed(compose_config(["logger=tensorboard"]).logger)  # no extra needed
 
@@ -122,9 +130,19 @@ def test_wandb_offline_writes_its_offline_run_folder(tmp_path):
     No network is needed offline; if the service cannot start here the test says so and skips."""
     pytest.importorskip("wandb", reason="logger=wandb needs the wandb extra (make extras)")
     run_dir = tmp_path / "run"
-    results.write_json(run_dir / "metrics.json", {"experiment": "rpr_retrain", "M": {"test_accuracy": 0.9, "test": {"robust_ratio": 0.5}}})
+    results.write_json(
+        run_dir / "metrics.json",
+        {"experiment": "rpr_retrain", "M": {"test_accuracy": 0.9, "test": {"robust_ratio": 0.5}}},
+    )
     env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", WANDB_SCRIPT, str(run_dir)], capture_output=True, text=True, env=env, timeout=180, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", WANDB_SCRIPT, str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.skip(f"wandb offline could not run here: {done.stderr.strip().splitlines()[-1:]}")
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"wandb": 2}

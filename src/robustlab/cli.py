@@ -102,7 +102,7 @@ def unknown_option(overrides: list[str]) -> str | None:
         if override.startswith("-") or not value or sweep_function or "." in group or not loader.repository.group_exists(group):
             continue
         options = loader.get_group_options(group)
-        for option in value.strip("[]").split(","):  # a multirun sweeps several; [a,b] picks several (logger=[csv,mlflow])
+        for option in value.strip("[]").split(","):  # a multirun sweeps several; [a,b] picks several (logger=[a,b])
             if option not in options and option != "null":
                 return f"unknown {group} option '{option}' in {override}; the options are: {', '.join(options)}"
     return None

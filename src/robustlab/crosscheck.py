@@ -30,7 +30,15 @@ from robustlab.errors import one_line_errors, require
 from robustlab.robustness.attacks import fgsm, pgd
 
 EPSILONS = (0.05, 0.1, 0.2, 0.3)
-COLUMNS = ("attack", "eps", "points", "identical_predictions", "accuracy_robustlab", "accuracy_art", "max_pixel_difference")
+COLUMNS = (
+    "attack",
+    "eps",
+    "points",
+    "identical_predictions",
+    "accuracy_robustlab",
+    "accuracy_art",
+    "max_pixel_difference",
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +53,15 @@ class Settings:
 
 
 def require_art() -> None:
-    require(importlib.util.find_spec("art") is not None,
-            "the cross-check needs the Adversarial Robustness Toolbox: pip install 'robustlab[art]' (or make extras)")
+    require(
+        importlib.util.find_spec("art") is not None,
+        "the cross-check needs the Adversarial Robustness Toolbox: pip install 'robustlab[art]' (or make extras)",
+    )
 
 
-def train_cnn(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 2, seed: int = 0) -> torch.nn.Module:
+def train_cnn(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 2, seed: int = 0
+) -> torch.nn.Module:
     """A small SimpleCNN trained with Adam, seeded: the model both implementations attack."""
     from robustlab.models.simple_cnn import SimpleCNN
 
@@ -69,14 +81,35 @@ def art_attacks(model: torch.nn.Module, input_shape: tuple, num_classes: int, ep
     from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
 
-    classifier = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=input_shape,
-                                   nb_classes=num_classes, clip_values=(0.0, 1.0), device_type="cpu")
+    classifier = PyTorchClassifier(
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=input_shape,
+        nb_classes=num_classes,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
     return {
-        "fgsm": FastGradientMethod(classifier, norm=np.inf, eps=eps, eps_step=eps, targeted=False, num_random_init=0,
-                                   batch_size=settings.batch_size),
-        "pgd": ProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=settings.step_size(eps),
-                                        max_iter=settings.pgd_steps, targeted=False, num_random_init=0,
-                                        batch_size=settings.batch_size, verbose=False),
+        "fgsm": FastGradientMethod(
+            classifier,
+            norm=np.inf,
+            eps=eps,
+            eps_step=eps,
+            targeted=False,
+            num_random_init=0,
+            batch_size=settings.batch_size,
+        ),
+        "pgd": ProjectedGradientDescent(
+            classifier,
+            norm=np.inf,
+            eps=eps,
+            eps_step=settings.step_size(eps),
+            max_iter=settings.pgd_steps,
+            targeted=False,
+            num_random_init=0,
+            batch_size=settings.batch_size,
+            verbose=False,
+        ),
     }
 
 
@@ -87,29 +120,37 @@ def ours(name: str, model, x: torch.Tensor, y: torch.Tensor, eps: float, setting
         if name == "fgsm":
             parts.append(fgsm(model, xb, yb, eps, clip=True))
         else:
-            parts.append(pgd(model, xb, yb, eps, settings.pgd_steps, settings.step_size(eps), clip=True, random_start=False))
+            parts.append(
+                pgd(model, xb, yb, eps, settings.pgd_steps, settings.step_size(eps), clip=True, random_start=False)
+            )
     return torch.cat(parts)
 
 
-def compare(model, images: torch.Tensor, labels: torch.Tensor, num_classes: int, settings: Settings = Settings()) -> list[dict]:
+def compare(
+    model, images: torch.Tensor, labels: torch.Tensor, num_classes: int, settings: Settings = Settings()
+) -> list[dict]:
     """One row per (attack, eps): identical adversarial predictions, accuracies, largest pixel difference."""
     require_art()
     rows = []
     with torch.no_grad():
-        predict = lambda x: model(x).argmax(1)  # noqa: E731
+        predict = lambda x: model(x).argmax(1)
     for eps in settings.epsilons:
         for name, attack in art_attacks(model, tuple(images.shape[1:]), num_classes, eps, settings).items():
             mine = ours(name, model, images, labels, eps, settings)
             theirs = torch.from_numpy(attack.generate(x=images.numpy(), y=labels.numpy()))
             with torch.no_grad():
                 pred_mine, pred_theirs = predict(mine), predict(theirs)
-            rows.append({
-                "attack": name, "eps": eps, "points": len(images),
-                "identical_predictions": float((pred_mine == pred_theirs).float().mean()),
-                "accuracy_robustlab": float((pred_mine == labels).float().mean()),
-                "accuracy_art": float((pred_theirs == labels).float().mean()),
-                "max_pixel_difference": float((mine - theirs).abs().max()),
-            })
+            rows.append(
+                {
+                    "attack": name,
+                    "eps": eps,
+                    "points": len(images),
+                    "identical_predictions": float((pred_mine == pred_theirs).float().mean()),
+                    "accuracy_robustlab": float((pred_mine == labels).float().mean()),
+                    "accuracy_art": float((pred_theirs == labels).float().mean()),
+                    "max_pixel_difference": float((mine - theirs).abs().max()),
+                }
+            )
     return rows
 
 
@@ -118,7 +159,9 @@ def verdict(rows: list[dict], minimum: float) -> tuple[bool, str]:
     low = [r for r in rows if r["identical_predictions"] < minimum]
     if not low:
         worst = min(r["identical_predictions"] for r in rows)
-        return True, f"PASS: FGSM and PGD agree with ART on >= {minimum:.1%} of adversarial predictions at every eps (lowest {worst:.2%})"
+        sentence = (f"PASS: FGSM and PGD agree with ART on >= {minimum:.1%} of adversarial predictions at every eps "
+                    f"(lowest {worst:.2%})")
+        return True, sentence
     named = ", ".join(f"{r['attack']} eps={r['eps']:g} ({r['identical_predictions']:.2%})" for r in low)
     return False, f"FAIL: below {minimum:.1%} identical adversarial predictions: {named}"
 
@@ -127,8 +170,10 @@ def table_lines(rows: list[dict]) -> list[str]:
     head = "| attack | eps | points | identical predictions | accuracy (robustlab) | accuracy (ART) | max pixel diff |"
     lines = [head, "|" + " --- |" * 7]
     for r in rows:
-        lines.append(f"| {r['attack']} | {r['eps']:g} | {r['points']} | {r['identical_predictions']:.2%} | "
-                     f"{r['accuracy_robustlab']:.4f} | {r['accuracy_art']:.4f} | {r['max_pixel_difference']:.2g} |")
+        lines.append(
+            f"| {r['attack']} | {r['eps']:g} | {r['points']} | {r['identical_predictions']:.2%} | "
+            f"{r['accuracy_robustlab']:.4f} | {r['accuracy_art']:.4f} | {r['max_pixel_difference']:.2g} |"
+        )
     return lines
 
 
@@ -143,12 +188,25 @@ def load_mnist(root: str, train: int, points: int, seed: int):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m robustlab.crosscheck", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", default=os.environ.get("ROBUSTLAB_DATA", "data"), help="MNIST in torchvision's layout (default: $ROBUSTLAB_DATA or data)")
+    p.add_argument(
+        "--data-root",
+        default=os.environ.get("ROBUSTLAB_DATA", "data"),
+        help="MNIST in torchvision's layout (default: $ROBUSTLAB_DATA or data)",
+    )
     p.add_argument("--train", type=int, default=2000, help="training images of the small CNN (default: %(default)s)")
     p.add_argument("--points", type=int, default=500, help="test points attacked (default: %(default)s)")
-    p.add_argument("--min-agreement", type=float, default=0.995, help="required share of identical predictions (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path(os.environ.get("ROBUSTLAB_OUTPUT", "outputs")) / "crosscheck",
-                   help="folder for crosscheck.csv (default: $ROBUSTLAB_OUTPUT/crosscheck)")
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.995,
+        help="required share of identical predictions (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("ROBUSTLAB_OUTPUT", "outputs")) / "crosscheck",
+        help="folder for crosscheck.csv (default: $ROBUSTLAB_OUTPUT/crosscheck)",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p
 

@@ -41,12 +41,15 @@ def load_model(spec: str, model_class: str):
         module, _, factory = spec.removeprefix("python:").rpartition(":")
         try:
             model = getattr(importlib.import_module(module), factory)()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001  (user code: any failure to load is one line)
             raise RobustlabError(f"model={spec} did not load: {type(error).__name__}: {first_line(error)}") from None
         require(callable(model), f"model={spec}: the factory returned {type(model).__name__}, not a model")
         return model.eval() if isinstance(model, torch.nn.Module) else model
     path = Path(spec)
-    require(path.is_file(), f"model file not found: {path}; give a TorchScript file, a Lightning checkpoint or python:module:factory")
+    require(
+        path.is_file(),
+        f"model file not found: {path}; give a TorchScript file, a Lightning checkpoint or python:module:factory",
+    )
     if path.suffix == ".ckpt":
         from hydra.utils import get_class
 
@@ -55,9 +58,11 @@ def load_model(spec: str, model_class: str):
         return load_classifier(get_class(model_class), path)
     try:
         return torch.jit.load(str(path), map_location="cpu").eval()
-    except Exception as error:
-        raise RobustlabError(f"model file {path} is not a TorchScript model ({first_line(error)}); "
-                             "export it with torch.jit.script/trace and torch.jit.save") from None
+    except Exception as error:  # noqa: BLE001  (any file torch cannot load is one line)
+        raise RobustlabError(
+            f"model file {path} is not a TorchScript model ({first_line(error)}); "
+            "export it with torch.jit.script/trace and torch.jit.save"
+        ) from None
 
 
 class Normalised(torch.nn.Module):
@@ -90,12 +95,16 @@ def load_images(root: str, preprocess: DictConfig):
     try:
         dataset = datasets.ImageFolder(str(folder), transform=v2.Compose(steps))
     except (FileNotFoundError, RuntimeError) as error:
-        raise RobustlabError(f"data.root={root} holds no images: {first_line(error)}; put each class's images in its own sub-folder") from None
+        raise RobustlabError(
+            f"data.root={root} holds no images: {first_line(error)}; put each class's images in its own sub-folder"
+        ) from None
     try:
         pairs = [dataset[i] for i in range(len(dataset))]
         images = torch.stack([image for image, _ in pairs])
     except RuntimeError as error:
-        raise RobustlabError(f"images in {root} differ in size ({first_line(error)}); set preprocess.resize=[H,W]") from None
+        raise RobustlabError(
+            f"images in {root} differ in size ({first_line(error)}); set preprocess.resize=[H,W]"
+        ) from None
     labels = torch.tensor([label for _, label in pairs], dtype=torch.int64)
     return images.clamp(0, 1), labels, dataset.classes
 
@@ -108,11 +117,16 @@ def check_classes(fn, images: torch.Tensor, classes: list[str], root: str) -> No
         with torch.inference_mode():
             outputs = _scores(fn, images[:1]).shape[-1]
     except RuntimeError as error:
-        raise RobustlabError(f"the model rejected images shaped {tuple(images.shape[1:])} from {root}: {first_line(error)}; "
-                             "set preprocess.resize / preprocess.channels to what the model expects") from None
+        raise RobustlabError(
+            f"the model rejected images shaped {tuple(images.shape[1:])} from {root}: {first_line(error)}; "
+            "set preprocess.resize / preprocess.channels to what the model expects"
+        ) from None
     extra = classes[outputs:]
-    require(not extra, f"class folder(s) {extra} in {root} have no output of the model ({outputs} outputs for "
-            f"{len(classes)} class folders, sorted by name); remove them or use a model with more outputs")
+    require(
+        not extra,
+        f"class folder(s) {extra} in {root} have no output of the model ({outputs} outputs for "
+        f"{len(classes)} class folders, sorted by name); remove them or use a model with more outputs",
+    )
 
 
 def measure(cfg: DictConfig, run_dir: Path) -> dict:
@@ -130,16 +144,37 @@ def measure(cfg: DictConfig, run_dir: Path) -> dict:
     check_classes(model, images, classes, cfg.data.root)
     split = Split(images, labels, torch.arange(len(labels)))
     r = cfg.rpr
-    result = measure_rpr(model, images, labels, perturbation, r.max_steps, seed=cfg.seed, batch_size=r.batch_size,
-                         min_block=r.min_block, max_block=r.max_block, progress=r.progress, desc="RPR")
+    result = measure_rpr(
+        model,
+        images,
+        labels,
+        perturbation,
+        r.max_steps,
+        seed=cfg.seed,
+        batch_size=r.batch_size,
+        min_block=r.min_block,
+        max_block=r.max_block,
+        progress=r.progress,
+        desc="RPR",
+    )
     results.save_rpr(run_dir / "rpr_M_test.csv", result)
     # The project's own example writer (Figures 1 and 2); it needs only the seed, the scheme and the run folder.
     RPRRetrain.save_examples(SimpleNamespace(cfg=cfg, perturbation=perturbation, run_dir=run_dir), result, split)
     metrics = {
-        "experiment": "rpr_measure", "profile": "custom", "seed": cfg.seed,
-        "data": {"name": Path(cfg.data.root).name, "root": str(Path(cfg.data.root).resolve()), "train_images": 0,
-                 "test_images": len(labels), "classes": classes},
-        "model": str(cfg.model_spec), "perturbation": perturbation.describe(), "scheme": perturbation.name, "max_steps": r.max_steps,
+        "experiment": "rpr_measure",
+        "profile": "custom",
+        "seed": cfg.seed,
+        "data": {
+            "name": Path(cfg.data.root).name,
+            "root": str(Path(cfg.data.root).resolve()),
+            "train_images": 0,
+            "test_images": len(labels),
+            "classes": classes,
+        },
+        "model": str(cfg.model_spec),
+        "perturbation": perturbation.describe(),
+        "scheme": perturbation.name,
+        "max_steps": r.max_steps,
         "M": {"test_accuracy": float(result.correct.mean()), "test": summarise(result, len(classes))},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -148,8 +183,11 @@ def measure(cfg: DictConfig, run_dir: Path) -> dict:
         from robustlab.plotting.rpr import plot_run
 
         plot_run(run_dir, run_dir / "figures")
-    print(f"RPR of {cfg.model_spec} on {len(labels)} images of {cfg.data.root} under {perturbation.describe()}, MAX_STEPS={r.max_steps}: "
-          f"clean accuracy {metrics['M']['test_accuracy']:.4f}, robust ratio {metrics['M']['test']['robust_ratio']:.4f} -> {run_dir}")
+    print(
+        f"RPR of {cfg.model_spec} on {len(labels)} images of {cfg.data.root} under {perturbation.describe()}, "
+        f"MAX_STEPS={r.max_steps}: clean accuracy {metrics['M']['test_accuracy']:.4f}, "
+        f"robust ratio {metrics['M']['test']['robust_ratio']:.4f} -> {run_dir}"
+    )
     return metrics
 
 

@@ -100,7 +100,8 @@ class DCGANRun:
         self.data.setup()  # reads the data (or fails in one line) before any training
         labeled = self.labeled_subset() if self.hp.semi_supervised else None
         metrics = self.metrics()
-        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, self.cfg.get("logger"))
+        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings,
+                                        self.cfg.get("logger"))
         with timed(self.timings, "interpolation"):
             self.save_interpolation()
         if self.judge is not None:

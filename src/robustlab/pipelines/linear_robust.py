@@ -63,7 +63,8 @@ class LinearRobust:
         started = time.perf_counter()
         self.data.setup()  # reads the data (or fails in one line) before any training
         with timed(self.timings, "train"):
-            fit_classifier(self.model, self.data, self.cfg.trainer, self.run_dir, "linear", logger_cfg=self.cfg.get("logger"))
+            fit_classifier(self.model, self.data, self.cfg.trainer, self.run_dir, "linear",
+                           logger_cfg=self.cfg.get("logger"))
         model = self.model.eval()
         with timed(self.timings, "attack"):
             curves = self.attack_curves(model)

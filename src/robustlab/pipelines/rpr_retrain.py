@@ -275,5 +275,6 @@ class RPRRetrain:
         index = take.index.repeat_interleave(retries)
         images = take.images.repeat_interleave(retries, dim=0)
         perturbed = perturb_at(self.perturbation, self.cfg.seed, images, index, steps.repeat(len(take)))
-        results.write_arrays(self.run_dir / "examples_perturbed.npz", images=take.images.numpy(), labels=take.labels.numpy(),
-                             index=take.index.numpy(), perturbed=perturbed.view(len(take), retries, *take.images.shape[1:]).numpy())
+        perturbed = perturbed.view(len(take), retries, *take.images.shape[1:])
+        results.write_arrays(self.run_dir / "examples_perturbed.npz", images=take.images.numpy(),
+                             labels=take.labels.numpy(), index=take.index.numpy(), perturbed=perturbed.numpy())

@@ -46,7 +46,10 @@ def chosen(logger_cfg: DictConfig | dict | None) -> dict[str, dict]:
         return {"csv": {}}
     plain = OmegaConf.to_container(logger_cfg, resolve=True) if isinstance(logger_cfg, DictConfig) else dict(logger_cfg)
     unknown = sorted(set(plain) - set(BACKENDS))
-    require(not unknown, f"unknown logger {unknown}; choose logger= one or a list of {', '.join(BACKENDS)} (e.g. logger=[csv,mlflow])")
+    require(
+        not unknown,
+        f"unknown logger {unknown}; choose logger= one or a list of {', '.join(BACKENDS)} (e.g. logger=[csv,mlflow])",
+    )
     return {name: dict(options or {}) for name, options in plain.items()}
 
 
@@ -55,7 +58,9 @@ def check_installed(logger_cfg) -> None:
     for backend in chosen(logger_cfg):
         package = EXTRAS.get(backend)
         if package and importlib.util.find_spec(package) is None:
-            raise RobustlabError(f"logger={backend} needs the {package} package: pip install 'robustlab[{backend}]' (or make extras)")
+            raise RobustlabError(
+                f"logger={backend} needs the {package} package: pip install 'robustlab[{backend}]' (or make extras)"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +86,9 @@ def training_loggers(logger_cfg, run_dir: Path, name: str, tensorboard: bool = F
         from pytorch_lightning.loggers import MLFlowLogger
 
         options = trackers["mlflow"]
-        loggers.append(MLFlowLogger(tracking_uri=options["tracking_uri"], run_id=mlflow_run(options, run_dir), prefix=name))
+        loggers.append(
+            MLFlowLogger(tracking_uri=options["tracking_uri"], run_id=mlflow_run(options, run_dir), prefix=name)
+        )
     if "wandb" in trackers:
         from pytorch_lightning.loggers import WandbLogger
 
@@ -98,8 +105,13 @@ def mlflow_run(options: dict, run_dir: Path) -> str:
         client = MlflowClient(tracking_uri=options["tracking_uri"])
         Path(options["artifact_location"]).mkdir(parents=True, exist_ok=True)
         experiment = client.get_experiment_by_name(options["experiment"])
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            options["experiment"], artifact_location=Path(options["artifact_location"]).resolve().as_uri())
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(
+                options["experiment"], artifact_location=Path(options["artifact_location"]).resolve().as_uri()
+            )
+        )
         run = client.create_run(experiment_id, run_name=run_dir.name, tags={"run_dir": str(run_dir.resolve())})
         _open[key] = run.info.run_id
         log.info("MLflow run %s in %s", run.info.run_id, options["tracking_uri"])
@@ -112,8 +124,14 @@ def wandb_run(options: dict, run_dir: Path):
     if key not in _open:
         import wandb
 
-        _open[key] = wandb.init(mode=options.get("mode", "offline"), project=options["project"], dir=str(run_dir),
-                                name=run_dir.name, tags=[str(t) for t in options.get("tags") or []], reinit="create_new")
+        _open[key] = wandb.init(
+            mode=options.get("mode", "offline"),
+            project=options["project"],
+            dir=str(run_dir),
+            name=run_dir.name,
+            tags=[str(t) for t in options.get("tags") or []],
+            reinit="create_new",
+        )
     return _open[key]
 
 
@@ -155,7 +173,9 @@ def publish(logger_cfg, run_dir: Path, metrics: dict) -> dict[str, int]:
     numbers = list(run_numbers(Path(run_dir), metrics))
     sent = {}
     for backend, options in trackers.items():
-        {"tensorboard": _to_tensorboard, "mlflow": _to_mlflow, "wandb": _to_wandb}[backend](options, Path(run_dir), metrics, numbers)
+        {"tensorboard": _to_tensorboard, "mlflow": _to_mlflow, "wandb": _to_wandb}[backend](
+            options, Path(run_dir), metrics, numbers
+        )
         sent[backend] = len(numbers)
         log.info("logger %s: %d values", backend, len(numbers))
     return sent
@@ -180,7 +200,9 @@ def _to_mlflow(options: dict, run_dir: Path, metrics: dict, numbers: list) -> No
     stamp = int(pd.Timestamp.now().timestamp() * 1000)
     rows = [Metric(name, value, stamp, step) for name, value, step in numbers]
     config = metrics.get("config") if isinstance(metrics.get("config"), dict) else {}
-    params = [Param(key, str(value)[:6000]) for key, value in flat_config(config).items()]  # the run's config, searchable
+    params = [
+        Param(key, str(value)[:6000]) for key, value in flat_config(config).items()
+    ]  # the run's config, searchable
     for start in range(0, max(len(rows), len(params)), 100):  # MLflow takes at most 1000 metrics / 100 params per batch
         client.log_batch(run_id, metrics=rows[start : start + 100], params=params[start : start + 100])
     client.set_terminated(run_id, "FINISHED")

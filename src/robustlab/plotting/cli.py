@@ -40,9 +40,10 @@ def parser() -> argparse.ArgumentParser:
     augment = sub.add_parser("gan-augment", help="M vs M_R vs M_R+G and the kept / rejected generated images from a run of experiment=rpr_gan_augment")
     augment.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_gan_augment`")
     augment.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
-    corruptions = sub.add_parser("corruptions", help="examples of each corruption per severity, with its robust ratio, from a multirun of "
-                                 "experiment=rpr_sweep run with rpr.perturbed_examples > 0")
-    corruptions.add_argument("--multirun", required=True, type=Path, help="Hydra multirun folder over corruptions and severities")
+    corruptions = sub.add_parser("corruptions", help="examples of each corruption per severity, with its robust ratio, "
+                                 "from a multirun of experiment=rpr_sweep run with rpr.perturbed_examples > 0")
+    corruptions.add_argument("--multirun", required=True, type=Path,
+                             help="Hydra multirun folder over corruptions and severities")
     corruptions.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files and the CSV")
     corruptions.add_argument("--name", default="corruptions", help="file name stem (default: %(default)s)")
     return p

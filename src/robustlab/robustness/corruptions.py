@@ -54,7 +54,9 @@ class Corruption(Perturbation):
 
     def check_images(self, shape: tuple[int, ...]) -> None:
         super().check_images(shape)
-        require(shape[0] in (1, 3), f"perturbation '{self.name}' works on 1- or 3-channel images, got {shape[0]} channels")
+        require(
+            shape[0] in (1, 3), f"perturbation '{self.name}' works on 1- or 3-channel images, got {shape[0]} channels"
+        )
 
     def strength(self, keys: torch.Tensor, stream: int = 0) -> torch.Tensor:
         """One strength per image, uniform within this severity's band: shape (n,)."""
@@ -211,7 +213,7 @@ class Fog(Corruption):
     name = "fog"
 
     def _apply(self, images, keys):
-        n, c, h, w = images.shape
+        n, _, h, w = images.shape
         intensity, decay = FOG[self.severity - 1]
         field = torch.zeros(n, 1, h, w, dtype=images.dtype, device=images.device)
         octaves = max(1, math.ceil(math.log2(max(h, w))) - 1)
