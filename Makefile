@@ -10,6 +10,8 @@
 #   make results                   every run under $(OUTPUT) in one table (outputs/results/results.csv)
 #   make paper                     claims tables, paper/REPRODUCTION.md (and report.pdf with latexmk)
 #   make gpu-check                 on a GPU machine: the gpu tests, quick rpr_mnist and the RPR benchmark there (<= 8 min)
+#   make extras                    the optional extras (mlflow, wandb, art) from requirements-*.lock
+#   make crosscheck                the project's FGSM and PGD against ART's on a small trained CNN (needs extras)
 PYTHON   ?= python3.11
 VENV     ?= .venv
 PROFILE  ?= paper
@@ -20,7 +22,7 @@ FIGURES  ?= figures
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
-.PHONY: test reproduce figures status results paper benchmark check-profile check-force clean-venv data-fashion-mnist gpu-check
+.PHONY: test reproduce figures status results paper benchmark check-profile check-force clean-venv data-fashion-mnist gpu-check extras crosscheck
 
 # Fashion-MNIST from Debian's package dataset-fashion-mnist (no internet needed), unpacked into
 # torchvision's layout under DATA_ROOT.
@@ -65,6 +67,15 @@ status: check-profile check-force $(STAMP)
 
 results: $(STAMP)
 	$(BIN)/robustlab-results --root $(OUTPUT) --out $(OUTPUT)/results
+
+# Optional integrations (logger=mlflow, logger=wandb, the ART cross-check), pinned like the core.
+EXTRAS_LOCKS := requirements-mlflow.lock requirements-wandb.lock requirements-art.lock
+extras: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements.lock $(addprefix -r ,$(EXTRAS_LOCKS))
+
+# FGSM and PGD against the Adversarial Robustness Toolbox: share of identical adversarial predictions per eps.
+crosscheck: $(STAMP)
+	$(BIN)/python -m robustlab.crosscheck
 
 # The claims tables and paper/REPRODUCTION.md always; the PDF only where latexmk is installed.
 paper: $(STAMP)

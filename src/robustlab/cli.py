@@ -76,11 +76,15 @@ def is_rank_zero() -> bool:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     import pytorch_lightning as pl
 
+    from robustlab.pipelines import tracking
+
     pipeline = pipeline_class(cfg.pipeline)
+    tracking.check_installed(cfg.get("logger"))  # a missing tracker package: one line before any work
     set_threads(cfg.get("threads"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     metrics = pipeline(cfg, run_dir).run()
     if is_rank_zero():  # the other DDP processes of the run hold the same metrics
+        tracking.publish(cfg.get("logger"), run_dir, metrics)  # every pipeline's numbers, to the chosen trackers
         print_summary(pipeline, metrics)
         log.info("results in %s", run_dir)
     return metrics

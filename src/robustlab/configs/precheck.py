@@ -70,7 +70,7 @@ def unknown_option(overrides: list[str], config_dir: str | None = None) -> str |
         ):
             continue
         options = config_loader.get_group_options(group)
-        for option in value.split(","):  # a multirun sweeps several
+        for option in value.strip("[]").split(","):  # a multirun sweeps several; [a,b] picks several (logger=[a,b])
             if option not in options and option != "null":
                 listed, hint = ", ".join(options), closest(option, options)
                 return f"unknown {group} option '{option}' in {override}; the options are: {listed}{hint}"

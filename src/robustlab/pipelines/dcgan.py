@@ -53,10 +53,10 @@ def with_epochs(trainer_cfg: DictConfig, epochs: int) -> DictConfig:
 
 
 def train_gan(model: DCGAN, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, timings: dict,
-              resume: Resume | None = None) -> dict:
+              resume: Resume | None = None, logger_cfg: DictConfig | None = None) -> dict:
     """Fit G and D (logs and sample grids in run_dir/G, checkpoint run_dir/G.ckpt); the training summary."""
     with timed(timings, f"train_{GAN}"):
-        fit_classifier(model, data, trainer_cfg, run_dir, GAN, tensorboard=True, resume=resume)
+        fit_classifier(model, data, trainer_cfg, run_dir, GAN, tensorboard=True, resume=resume, logger_cfg=logger_cfg)
     logged = model.trainer.callback_metrics
     last = {key.split("/")[-1]: float(value) for key, value in logged.items() if key.startswith("train/")}
     return {"steps": model.iteration, "epochs": int(trainer_cfg.max_epochs), "images": len(data.train), "batch_size": data.batch_size, "final": last}
@@ -106,7 +106,8 @@ class DCGANRun:
         labeled = self.labeled_subset() if self.hp.semi_supervised else None
         metrics = self.metrics()
         resume = resume_from_config(self.cfg)
-        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, resume)
+        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, resume,
+                                        self.cfg.get("logger"))
         with timed(self.timings, "interpolation"):
             self.save_interpolation()
         if self.judge is not None:
@@ -165,7 +166,8 @@ class DCGANRun:
         epochs = max(1, math.ceil(self.model.iteration / math.ceil(len(labeled) / batch)))
         with timed(self.timings, "train_D_labels_only"):
             fit_classifier(baseline, self.data.with_train_index(labeled.index), with_epochs(self.cfg.trainer, epochs),
-                           self.run_dir, "D_labels_only", resume=resume_from_config(self.cfg))
+                           self.run_dir, "D_labels_only", resume=resume_from_config(self.cfg),
+                           logger_cfg=self.cfg.get("logger"))
         return {
             "labels_per_class": hp.labels_per_class, "labelled_images": len(labeled),
             "gan_discriminator_test_accuracy": gan_accuracy,

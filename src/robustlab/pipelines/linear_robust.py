@@ -67,7 +67,8 @@ class LinearRobust:
         self.data.setup()  # reads the data (or fails in one line) before any training
         with timed(self.timings, "train"):
             resume = resume_from_config(self.cfg)
-            fit_classifier(self.model, self.data, self.cfg.trainer, self.run_dir, "linear", resume=resume)
+            fit_classifier(self.model, self.data, self.cfg.trainer, self.run_dir, "linear", resume=resume,
+                           logger_cfg=self.cfg.get("logger"))
         model = self.model.cpu().eval()  # a linear model is evaluated on the CPU: a GPU gains nothing at this size
         with timed(self.timings, "attack"):
             curves = self.attack_curves(model)

@@ -105,7 +105,8 @@ class RPRGanAugment(RPRRetrain):
         gan_data = robust.with_train_index(robust.train.index)
         gan_data.batch_size = g.batch_size
         trainer = with_epochs(self.cfg.trainer, g.epochs)
-        training = train_gan(self.gan, gan_data, trainer, self.run_dir, self.timings, self.resume)
+        training = train_gan(self.gan, gan_data, trainer, self.run_dir, self.timings, self.resume,
+                             self.cfg.get("logger"))
         intended = torch.arange(k).repeat_interleave(g.samples_per_class)
         images = generate(self.gan, len(intended), seed + 3, intended)
         generated = Split(images, intended, GENERATED_INDEX + torch.arange(len(intended)))

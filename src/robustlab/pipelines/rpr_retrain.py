@@ -122,7 +122,8 @@ class RPRRetrain:
     def train(self, data: VisionDataModule, name: str):
         model = self.new_model()
         with timed(self.timings, f"train_{name}"):
-            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name, resume=self.resume)
+            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name, resume=self.resume,
+                           logger_cfg=self.cfg.get("logger"))
         return model
 
     def model_m(self):
@@ -160,6 +161,7 @@ class RPRRetrain:
         rpr_test = self.measure_points(model, test_points, "M_test")
         if is_rank_zero():  # under DDP the other processes hold the same results and write nothing
             self.save_examples(rpr_test, test_points)
+            self.save_perturbed(test_points, cfg.rpr.get("perturbed_examples") or 0)
         metrics = self.metrics()
         metrics["M"] = {"test_accuracy": accuracy(model, self.data.test), "test": summarise(rpr_test, self.data.num_classes)}
         if shard:  # what robustlab-rpr-merge checks: which share, and that every share measured this M
@@ -330,3 +332,17 @@ class RPRRetrain:
             fragile_fail_pred=rpr.fail_pred[fragile],
             fragile_step=rpr.first_failure[fragile],
         )
+
+    def save_perturbed(self, split: Split, count: int, retries: int = 3) -> None:
+        """The first ``count`` test points and R(x) at retries 1..``retries``: what a scheme does to an image,
+        drawn per severity by ``robustlab-plot corruptions`` (from the same random numbers RPR used)."""
+        if count <= 0:
+            return
+        take = split.take(torch.arange(min(count, len(split))))
+        steps = torch.arange(1, retries + 1)
+        index = take.index.repeat_interleave(retries)
+        images = take.images.repeat_interleave(retries, dim=0)
+        perturbed = perturb_at(self.perturbation, self.cfg.seed, images, index, steps.repeat(len(take)))
+        perturbed = perturbed.view(len(take), retries, *take.images.shape[1:])
+        results.write_arrays(self.run_dir / "examples_perturbed.npz", images=take.images.numpy(),
+                             labels=take.labels.numpy(), index=take.index.numpy(), perturbed=perturbed.numpy())

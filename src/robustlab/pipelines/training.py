@@ -12,11 +12,11 @@ import pytorch_lightning as pl
 import torch
 from robustlab.config import build
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from robustlab.data import Split, VisionDataModule
 from robustlab.pipelines import resume as resuming
 from robustlab.pipelines.devices import require_devices
+from robustlab.pipelines.tracking import training_loggers
 from robustlab.robustness.rpr import as_scores_fn, predict
 from robustlab.runs import layout
 
@@ -32,14 +32,14 @@ def timed(timings: dict, stage: str):
 
 
 def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, name: str,
-                   tensorboard: bool = False, resume: resuming.Resume | None = None) -> Path:
-    """Fit ``model`` on ``data``; logs go to ``run_dir/name`` (CSV; TensorBoard events too when ``tensorboard``);
+                   tensorboard: bool = False, resume: resuming.Resume | None = None,
+                   logger_cfg: DictConfig | None = None) -> Path:
+    """Fit ``model`` on ``data``; logs go to ``run_dir/name`` (CSV; TensorBoard events too when ``tensorboard``:
+    the GAN's sample grids are images) and to the trackers of ``logger_cfg`` (the ``logger`` config group);
     returns the checkpoint path (written atomically). With ``resume``, checkpoints every few epochs
     outside the run folder, and a fit killed earlier continues from its last one
     (robustlab.pipelines.resume); the model ends on the trainer's device (the GPU under trainer=auto there)."""
-    loggers = [CSVLogger(str(run_dir), name=name, version="")]
-    if tensorboard:  # the GAN's sample grids are images: TensorBoard shows them over training
-        loggers.append(TensorBoardLogger(str(run_dir), name=name, version="", default_hp_metric=False))
+    loggers = training_loggers(logger_cfg, run_dir, name, tensorboard)
     require_devices(trainer_cfg)
     extra, folder, last = {}, None, None
     if resume is not None and trainer_cfg.get("strategy") not in (None, "auto"):

@@ -8,6 +8,7 @@
   robustlab-plot operating-point --multirun MULTIRUN_DIR --out OUT_DIR
   robustlab-plot inherent --run RUN_DIR --out OUT_DIR
   robustlab-plot rpr-vs-exact --run RUN_DIR --out OUT_DIR
+  robustlab-plot corruptions --multirun MULTIRUN_DIR --out OUT_DIR [--name NAME]
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 """
@@ -51,6 +52,12 @@ def parser() -> argparse.ArgumentParser:
     exact = sub.add_parser("rpr-vs-exact", help="RPR p̂ beside exact / certified radii from a run of experiment=rpr_vs_exact")
     exact.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_vs_exact`")
     exact.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
+    corruptions = sub.add_parser("corruptions", help="examples of each corruption per severity, with its robust ratio, "
+                                 "from a multirun of experiment=rpr_sweep run with rpr.perturbed_examples > 0")
+    corruptions.add_argument("--multirun", required=True, type=Path,
+                             help="Hydra multirun folder over corruptions and severities")
+    corruptions.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files and the CSV")
+    corruptions.add_argument("--name", default="corruptions", help="file name stem (default: %(default)s)")
     return p
 
 
@@ -80,6 +87,10 @@ def run(args: argparse.Namespace) -> list[Path]:
         from robustlab.plotting.inherent import plot_inherent, plot_rpr_vs_exact
 
         return (plot_inherent if args.command == "inherent" else plot_rpr_vs_exact)(args.run, args.out)
+    if args.command == "corruptions":
+        from robustlab.plotting.corruptions import plot_corruptions
+
+        return plot_corruptions(args.multirun, args.out, args.name)
     from robustlab.plotting.sweep import plot_sweep
 
     return plot_sweep(args.multirun, args.out, args.name)
