@@ -149,6 +149,15 @@ class BlurPerturbation:
 class Balance:
     per_class: int = MISSING
     on_shortfall: str = MISSING
+    min_per_class: int = MISSING
+
+
+@dataclass
+class Calibrate:
+    source: str | None = MISSING
+    split: str = MISSING
+    target: float | None = MISSING
+    curve: str | None = MISSING
 
 
 @dataclass
@@ -164,9 +173,12 @@ class RPR:
     max_block: int = MISSING
     progress: bool = MISSING
     balance: Balance = field(default_factory=Balance)
+    control: bool = MISSING
     shard: str | None = MISSING
     reuse_from: str | None = MISSING
+    perturbed_examples: int = MISSING
     retrain: bool = MISSING
+    calibrate: Calibrate = field(default_factory=Calibrate)
 
 
 @dataclass
@@ -211,6 +223,22 @@ class Profile:
     gan_quality_samples: int = MISSING
     gan_samples_per_class: int = MISSING
     gan_augment_epochs: int = MISSING
+    op_test_points: int | None = MISSING
+    op_train_points: int | None = MISSING
+    op_pixel_k: list[int] = MISSING
+    op_gaussian_sigma: list[float] = MISSING
+    op_salt_pepper_rate: list[float] = MISSING
+    op_linf_epsilon: list[float] = MISSING
+    op_blur_sigma: list[float] = MISSING
+    cal_test_points: int | None = MISSING
+    cal_train_points: int | None = MISSING
+    fashion_train_subset: int | None = MISSING
+    fashion_test_points: int | None = MISSING
+    fashion_train_points: int | None = MISSING
+    inherent_test_points: int | None = MISSING
+    inherent_calibrated_k: int = MISSING
+    exact_linear_points: int | None = MISSING
+    exact_cnn_points: int | None = MISSING
 
 
 # group -> option name (as the YAML's defaults list names it) -> dataclass
@@ -241,6 +269,8 @@ class Root:
     seed: int = MISSING
     checkpoint: str | None = MISSING
     model_cache: str | None = MISSING
+    resume_every_n_epochs: int | None = MISSING
+    result_cache: str | None = MISSING
     threads: int | None = MISSING
     gpu_per_job: bool = MISSING
 
