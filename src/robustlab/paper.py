@@ -27,6 +27,7 @@ from robustlab.report_results import Table, measured_tables
 from robustlab.report_results import num as _num
 from robustlab.report_retrain import TITLE as RETRAIN_TITLE
 from robustlab.report_retrain import retraining_section
+from robustlab.report_inherent import sections as inherent_sections
 from robustlab.report_sections import LATEX, MARKDOWN, README, existing, merge
 from robustlab.reporting import CLAIMS, claim_blocks, load_claims
 from robustlab.runs.layout import REPRODUCE, profile_dir
@@ -57,6 +58,11 @@ FIGURES = {
     "gan_augment_G_samples": "conditional GAN of the augmentation: samples during training",
     "gan_augment_G_losses": "conditional GAN of the augmentation: losses",
     "operating_point": "robust ratio of M vs scheme strength for every scheme, with the paper's 0.2957 and 0.7128",
+    "inherent_agreement": "per-point agreement of robustness across models (Cohen's kappa, Spearman's rho)",
+    "hardest_points": "test images every model finds least robust, and robust, with their flip-probability intervals",
+    "inherent_per_class": "per-class agreement of robustness across models",
+    "rpr_vs_exact": "RPR flip probability beside exact (linear) and PGD / IBP (CNN) minimal adversarial radii",
+    "corruptions": "one draw per corruption scheme and severity, with the robust ratio of M there",
 }
 RETRAIN_INTRO = ("M, M_rand (the same class counts drawn at random from the whole training set, the same epochs, batch size and "
                  "so optimiser steps) and M_R (the class-balanced robust subset) at the literal scheme and at the calibrated "
@@ -179,6 +185,8 @@ def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[s
         if not block["claims"]:
             lines.append(f"  - `{experiment}`: the source states no quantitative claim (see paper/claims.yaml).")
     lines += retraining_md(context["retraining"][profile])
+    # robustlab.report_inherent's sections are top-level ("## ..."); here they sit inside the profile's section
+    lines += [line for text in inherent_sections(root, profile) for line in ["", "#" + text.rstrip()]]
     lines += ["", "### Other measured results", "", f"Read from the runs' metrics.json under `{root / 'reproduce' / profile}`.", ""]
     lines += [line for table in context["measured"][profile] for line in markdown_measured(table)]
     shown, missing = figures(context["figures_root"] / profile)
