@@ -37,7 +37,7 @@ def test_second_identical_run_takes_every_rpr_from_the_cache_with_identical_tabl
     with caplog.at_level("INFO"):
         again = pipeline(tiny_mnist_root, tmp_path / "again", tmp_path / "cache")
     assert all(source.startswith("cache ") for source in again["rpr_source"].values()), again["rpr_source"]
-    assert caplog.text.count("rpr cache hit: ") == 3
+    assert caplog.text.count("rpr cache hit: ") == len(again["rpr_source"]) >= 3  # M test/train, M_R (+ M_rand)
     for table in TABLES:
         assert (tmp_path / "again" / table).read_bytes() == (tmp_path / "first" / table).read_bytes(), table
     assert again["M"] == first["M"] and again["M_R"] == first["M_R"] and again["subset"] == first["subset"]
