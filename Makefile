@@ -1,6 +1,7 @@
 # Entry points for users, reviewers and CI. The first target that needs Python builds .venv
 # from requirements.lock (no other set-up step).
 #   make test                      the test suite (CPU, tiny data made by the tests)
+#   make lint                      ruff format --check, ruff check and lint-imports (rules in pyproject.toml)
 #   make reproduce [PROFILE=quick] the experiments of experiments/ then every figure (default: paper)
 #   make figures   [PROFILE=quick] the figures again, from the logged results only (ONLY=rpr_mnist: one experiment)
 #   make status    [PROFILE=quick] every job of make reproduce: done, missing, failed or stale, and what makes it
@@ -8,6 +9,9 @@
 #                  or run group>, comma-separated, runs only those)
 #   make results                   every run under $(OUTPUT) in one table (outputs/results/results.csv)
 #   make paper                     claims tables, paper/REPRODUCTION.md (and report.pdf with latexmk)
+#   make gpu-check                 on a GPU machine: the gpu tests, quick rpr_mnist and the RPR benchmark there (<= 8 min)
+#   make extras                    the optional extras (mlflow, wandb, art) from requirements-*.lock
+#   make crosscheck                the project's FGSM and PGD against ART's on a small trained CNN (needs extras)
 PYTHON   ?= python3.11
 VENV     ?= .venv
 PROFILE  ?= paper
@@ -18,7 +22,7 @@ FIGURES  ?= figures
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
-.PHONY: test reproduce figures status results paper benchmark check-profile check-force clean-venv data-fashion-mnist
+.PHONY: test reproduce figures status results paper benchmark check-profile check-force clean-venv data-fashion-mnist gpu-check extras crosscheck
 
 # Fashion-MNIST from Debian's package dataset-fashion-mnist (no internet needed), unpacked into
 # torchvision's layout under DATA_ROOT.
@@ -35,6 +39,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Style and structure (rules in pyproject.toml): formatting, lint rules, and the import contracts.
+.PHONY: lint
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 check-profile:
 	@case "$(PROFILE)" in quick|paper) ;; *) echo "error: PROFILE must be quick or paper, got '$(PROFILE)'"; exit 2;; esac
@@ -57,6 +68,15 @@ status: check-profile check-force $(STAMP)
 results: $(STAMP)
 	$(BIN)/robustlab-results --root $(OUTPUT) --out $(OUTPUT)/results
 
+# Optional integrations (logger=mlflow, logger=wandb, the ART cross-check), pinned like the core.
+EXTRAS_LOCKS := requirements-mlflow.lock requirements-wandb.lock requirements-art.lock
+extras: $(STAMP)
+	$(BIN)/pip install --quiet -r requirements.lock $(addprefix -r ,$(EXTRAS_LOCKS))
+
+# FGSM and PGD against the Adversarial Robustness Toolbox: share of identical adversarial predictions per eps.
+crosscheck: $(STAMP)
+	$(BIN)/python -m robustlab.crosscheck
+
 # The claims tables and paper/REPRODUCTION.md always; the PDF only where latexmk is installed.
 paper: $(STAMP)
 	$(BIN)/robustlab-report --root $(OUTPUT) --figures-root $(FIGURES) --readme README.md
@@ -69,6 +89,10 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/rpr_scaling.py
 	$(BIN)/python benchmarks/lightning_overhead.py
 	$(BIN)/python benchmarks/peak_fraction.py
+
+# What a lent GPU must show (benchmarks/gpu_check.py); one line and exit 0 without CUDA.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 data-fashion-mnist:
 	@test -d $(DEBIAN_FASHION) || { echo "error: $(DEBIAN_FASHION) not found; run 'apt-get install dataset-fashion-mnist' first"; exit 2; }

@@ -39,6 +39,7 @@ from robustlab.data import load_split  # noqa: E402
 from robustlab.errors import RobustlabError
 from robustlab.models import SimpleCNN
 from robustlab.robustness import make_perturbation, measure_rpr, perturb_at
+from robustlab.robustness.fastpath import resolve_batch_size
 from robustlab.robustness.rpr import as_scores_fn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +59,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-images", type=int, default=4000, help="training images for the brief in-script training (default 4000)")
     p.add_argument("--train-epochs", type=int, default=1, help="epochs of the brief in-script training (default 1)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of (b), (c), (c'); the median is reported (default 3)")
+    p.add_argument("--batch-size", default=None,
+                   help="measure_rpr's batch size: an integer or auto (on CUDA: what fits the free memory); "
+                   "default: conf/rpr/default.yaml's")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -206,6 +210,11 @@ def main() -> None:
     n = min(args.points, len(test_x))
     images, labels = test_x[:n].to(device), test_y[:n].to(device)
     indices = torch.arange(n, device=device)
+    if args.batch_size is not None:  # e.g. auto on a GPU, where 128 leaves it mostly idle
+        asked = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
+        scores = as_scores_fn(model, settings["channels_last"])[0]
+        settings["batch_size"] = bs = resolve_batch_size(asked, scores, images)
+        print(f"batch size: {bs} (--batch-size {args.batch_size})")
     print(f"data: {source}; the first {n} test points")
 
     def run_rpr(count: int = n):

@@ -194,6 +194,7 @@ def tiny_run_overrides(data_root: Path, **extra) -> list[str]:
         "rpr.progress": "false",
         "model.channels": "[4,8]",
         "trainer.enable_progress_bar": "false",
+        "result_cache": "null",  # each test measures for itself; tests/test_result_cache.py turns the cache on
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]

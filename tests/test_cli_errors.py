@@ -71,9 +71,9 @@ def test_k_larger_than_the_image(tmp_path, tiny_mnist_root):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("perturbation=nope", r"error: unknown perturbation option 'nope' in perturbation=nope; the options are: blur, gaussian, pixels, salt_pepper, uniform_linf"),
+    ("perturbation=nope", r"error: unknown perturbation option 'nope' in perturbation=nope; the options are: blur, brightness, contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, scale, shear, translation, uniform_linf"),
     ("hydra/launcher=nope", r"error: unknown hydra/launcher option 'nope' in hydra/launcher=nope; the options are: basic, joblib, slurm, submitit_local, submitit_slurm"),
-    ("trainer=cpu,tpu", r"error: unknown trainer option 'tpu' in trainer=cpu,tpu; the options are: cpu, ddp, ddp_cpu, gpu"),
+    ("trainer=cpu,tpu", r"error: unknown trainer option 'tpu' in trainer=cpu,tpu; the options are: auto, cpu, ddp, ddp_cpu, gpu"),
 ])
 def test_unknown_config_option_is_one_line(tmp_path, tiny_mnist_root, override, message):
     proc = robustlab([override], tmp_path, tiny_mnist_root)

@@ -120,3 +120,41 @@ def test_makefile_installs_from_the_lock():
     assert re.search(r"pip install .*-r requirements\.lock", text)
     prereq = next(line for line in text.splitlines() if re.match(r"^test\s*:", line))
     assert "$(STAMP)" in prereq  # `make test` builds the locked venv first
+
+
+EXTRAS = {"mlflow": "mlflow", "wandb": "wandb", "art": "adversarial-robustness-toolbox"}
+
+
+def extra_pins(extra: str) -> dict[str, str]:
+    lines = (ROOT / f"requirements-{extra}.lock").read_text().splitlines()
+    pins = {}
+    for line in (line.strip() for line in lines):
+        if line and not line.startswith("#"):
+            match = PIN.match(line)
+            assert match, f"requirements-{extra}.lock line is not an exact pin: {line!r}"
+            pins[normal(match.group(1))] = match.group(2)
+    return pins
+
+
+@pytest.mark.parametrize("extra", sorted(EXTRAS))
+def test_each_extra_is_locked_on_top_of_the_core_lock(extra):
+    """pyproject's extra names its package; its lock pins that package and adds nothing the core lock pins
+    (one version of each package, whichever extras are installed)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert [normal(r) for r in project["optional-dependencies"][extra]] == [normal(EXTRAS[extra])]
+    pins = extra_pins(extra)
+    assert normal(EXTRAS[extra]) in pins
+    assert not set(pins) & set(lock_pins()), f"requirements-{extra}.lock re-pins core packages"
+    others = {name: version for other in EXTRAS if other != extra for name, version in extra_pins(other).items()}
+    clash = {name: (v, others[name]) for name, v in pins.items() if name in others and others[name] != v}
+    assert not clash, f"extras pin different versions: {clash}"
+
+
+def test_make_extras_installs_every_extra_lock_and_ci_runs_it():
+    recipe = " ".join(makefile_recipe("extras"))
+    assert "EXTRAS_LOCKS" in recipe and "-r requirements.lock" in recipe
+    text = (ROOT / "Makefile").read_text()
+    for extra in EXTRAS:
+        assert f"requirements-{extra}.lock" in text
+    commands = [line.split("#")[0].strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert commands.index("make extras") < commands.index("make test")

@@ -283,3 +283,24 @@ def test_reuse_from_a_run_of_another_seed_is_one_line(full_run, tiny_mnist_root,
     source, _ = full_run
     with pytest.raises(RobustlabError, match=r"^rpr.reuse_from=.*: its rpr_M_test.csv was measured with another seed, points; drop rpr.reuse_from"):
         run_pipeline(tiny_mnist_root, tmp_path, checkpoint=str(source / "M.ckpt"), seed=1, **{"rpr.reuse_from": str(source)})
+
+
+def test_control_m_rand_matches_m_r_class_counts_and_budget(full_run):
+    run_dir, metrics = full_run
+    control, subset = metrics["M_rand"], metrics["subset"]
+    assert control["train_images"] == subset["subset_size"]
+    assert control["class_counts"] == [subset["per_class_taken"]] * 10  # M_R's class counts, exactly
+    assert 0.0 <= control["test_accuracy"] <= 1.0
+    check_summary(control["test"], 40)
+    low, high = control["test"]["robust_ratio_cp95"]
+    assert low <= control["test"]["robust_ratio"] <= high
+    assert (run_dir / "M_rand.ckpt").is_file() and (run_dir / "rpr_M_rand_test.csv").is_file()
+
+
+def test_a_near_empty_robust_class_skips_retraining_in_one_line(tiny_mnist_root, tmp_path):
+    """Every point fools the model at once (k = all pixels): no class has robust images; M is still reported."""
+    metrics = run_pipeline(tiny_mnist_root, tmp_path / "run", **{"perturbation.k": 784, "perturbation.count": "exact",
+                                                                  "rpr.balance.on_shortfall": "smallest"})
+    assert metrics["retrain_skipped"].startswith("robust subset too small to train on: classes {0: ")
+    assert "M_R" not in metrics and "M_rand" not in metrics and "M_train" in metrics
+    assert not (tmp_path / "run" / "M_R.ckpt").exists()

@@ -126,17 +126,19 @@ def test_plot_run_rejects_metrics_of_another_experiment(tmp_path):
 def test_seed_band_counts_each_seed_once():
     band = seed_band([(0, [1.0, 0.5, 0.5]), (0, [1.0, 0.5]), (1, [1.0, 0.7, 0.3])])
     np.testing.assert_allclose(band["mean"], [1.0, 0.6, 0.4])
-    # Two seeds: the percentile bootstrap of the mean spans exactly their two values.
-    np.testing.assert_allclose(band["low"], [1.0, 0.5, 0.3])
-    np.testing.assert_allclose(band["high"], [1.0, 0.7, 0.5])
+    # Two seeds: the t interval (1 df, t = 12.706) reaches far beyond their two values.
+    half = stats.t_mean([0.5, 0.7]).high - 0.6
+    assert half > 0.1
+    np.testing.assert_allclose(band["low"], [1.0, 0.6 - half, 0.4 - half])
+    np.testing.assert_allclose(band["high"], [1.0, 0.6 + half, 0.4 + half])
     np.testing.assert_array_equal(band["seeds"], [2, 2, 2])
 
 
-def test_seed_band_is_the_bootstrap_ci_of_robustlab_stats():
+def test_seed_band_is_the_t_ci_of_robustlab_stats():
     curves = [(0, [1.0, 0.9, 0.8]), (1, [1.0, 0.7, 0.6]), (2, [1.0, 0.6, 0.1]), (3, [1.0, 0.8])]
     band = seed_band(curves)
     assert_ordered(band)
-    expected = stats.bootstrap_mean([0.8, 0.6, 0.1])  # seed 3 does not reach the last step
+    expected = stats.t_mean([0.8, 0.6, 0.1])  # seed 3 does not reach the last step
     np.testing.assert_allclose([band["mean"][2], band["low"][2], band["high"][2]], [expected.mean, expected.low, expected.high])
     np.testing.assert_array_equal(band["seeds"], [4, 4, 3])
     assert band["low"][2] < band["high"][2]
@@ -257,7 +259,7 @@ def error_bars_drawn(ax) -> bool:
     return any(isinstance(c, ErrorbarContainer) for c in ax.containers)
 
 
-def test_seeds_draw_mean_with_bootstrap_band_and_skip_unfinished_jobs(tmp_path, capsys, drawn):
+def test_seeds_draw_mean_with_t_band_and_skip_unfinished_jobs(tmp_path, capsys, drawn):
     root = make_seeds(tmp_path / "multirun")
     # An unfinished job with a very different result: it must be named, and never averaged in.
     never_robust = RPRResult(np.arange(6), np.zeros(6, int), np.zeros(6, int), np.ones(6, int), np.ones(6, int), 4)
@@ -269,12 +271,12 @@ def test_seeds_draw_mean_with_bootstrap_band_and_skip_unfinished_jobs(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seed_3" in err[0] and "metrics.json" in err[0]
 
-    expected = stats.bootstrap_mean([3 / 6, 2 / 6, 1 / 6])
+    expected = stats.t_mean([3 / 6, 2 / 6, 1 / 6])
     assert expected.low < expected.mean < expected.high
     ax = drawn["fig3_robust_ratio_M"]["axes"][0]
     assert bands_drawn(ax) == 2  # all points and correctly classified points
     legend = legend_texts(ax)
-    assert any("mean of 3 seeds" in t for t in legend) and any("95% bootstrap CI" in t for t in legend)
+    assert any("mean of 3 seeds" in t for t in legend) and any("95% t CI" in t for t in legend)
     title = ax.get_title()
     assert f"final robust ratio {expected.mean:.3f} [{expected.low:.3f}, {expected.high:.3f}]" in title and "3 seeds" in title
     assert "seeds 0/1/2" in drawn["fig3_robust_ratio_M"]["texts"]

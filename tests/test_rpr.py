@@ -324,7 +324,8 @@ def test_save_and_load_round_trip(tmp_path, result):
     np.testing.assert_array_equal(loaded.steps, result.steps)
     np.testing.assert_array_equal(loaded.robust, result.robust)
     header = path.read_text().splitlines()[0].split(",")
-    assert header == ["index", "label", "clean_pred", "first_failure", "fail_pred", "steps", "robust", "max_steps"]
+    assert header == ["index", "label", "clean_pred", "first_failure", "fail_pred", "steps", "robust", "max_steps",
+                      "trials", "failures", "p_hat", "p_low", "p_high"]
     assert len(path.read_text().splitlines()) == POINTS + 1
 
 

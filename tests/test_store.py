@@ -145,3 +145,27 @@ def test_bad_root_is_one_error_line(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no finished run under") and err.count("\n") == 1
+
+
+def test_readme_pandas_query_runs_on_the_parquet_store(tmp_path, monkeypatch):
+    """The three lines README shows, run as written (from the folder holding outputs/results/)."""
+    pytest.importorskip("pyarrow")
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    query = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "read_parquet" in b)
+    assert len(query.strip().splitlines()) == 3
+    root = tmp_path / "outputs"
+    for seed in RPR_VALUES:
+        for scheme in ("pixels", "gaussian"):
+            write_run(root / scheme / f"seed_{seed}", config("rpr_sweep", seed, perturbation={"name": scheme}), rpr_metrics(seed))
+    assert main(["--root", str(root), "--out", str(root / "results")]) == 0
+    monkeypatch.chdir(tmp_path)
+    *setup, last = query.strip().splitlines()
+    scope: dict = {}
+    exec("\n".join(setup), scope)
+    answer = eval(last, scope)
+    assert list(answer.columns) == ["mean", "count"]
+    assert sorted(answer.index) == [("rpr_retrain", "gaussian"), ("rpr_retrain", "pixels")]
+    assert answer.loc[("rpr_retrain", "pixels"), "count"] == 3
+    assert answer.loc[("rpr_retrain", "pixels"), "mean"] == pytest.approx(sum(r for _, r in RPR_VALUES.values()) / 3)

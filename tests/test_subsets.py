@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robustlab.errors import RobustlabError
-from robustlab.robustness.subsets import balanced_subset
+from robustlab.robustness.subsets import balanced_subset, class_counts, matched_random_subset, too_small
 
 
 def pool(counts: list[int], start: int = 100, seed: int = 0):
@@ -122,3 +122,47 @@ def test_bad_settings(kwargs, match):
     index, labels = pool([5, 5])
     with pytest.raises(RobustlabError, match=match):
         balanced_subset(index, labels, 2, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The control M_rand and the up_to option
+# ---------------------------------------------------------------------------------------------
+
+
+def test_up_to_takes_at_most_per_class_of_each_class():
+    index, labels = pool([10, 3, 12, 0])
+    chosen, report = balanced_subset(index, labels, 4, 5, on_shortfall="up_to")
+    assert np.bincount(labels_of(chosen, index, labels), minlength=4).tolist() == [5, 3, 5, 0] == report["class_counts"]
+    assert report["subset_size"] == 13 and "not balanced" in report["shortfall"]
+
+
+def test_control_has_exact_class_counts_from_the_whole_training_set():
+    index, labels = pool([40, 30, 50], start=0)
+    picked = matched_random_subset(index, labels, np.array([7, 0, 12]), seed=3)
+    assert np.bincount(labels_of(picked, index, labels), minlength=3).tolist() == [7, 0, 12]
+    assert len(set(picked.tolist())) == 19 and set(picked.tolist()) <= set(index.tolist())
+    assert (np.diff(picked) > 0).all()
+
+
+def test_control_draw_is_blind_to_robustness():
+    """M_rand's subset depends on the training set, the class counts and the seed only: two different sets of
+    robust labels with the same class counts of M_R's subset give the same draw."""
+    index, labels = pool([60, 60, 60], start=0)
+    rng = np.random.default_rng(1)
+    draws = []
+    for _ in range(2):
+        robust = rng.random(len(index)) < 0.5  # a different robust mask each time
+        chosen, report = balanced_subset(index[robust], labels[robust], 3, 10, seed=0)
+        counts = class_counts(labels_of(chosen, index, labels), 3)
+        draws.append(matched_random_subset(index, labels, counts, seed=0))
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.array_equal(draws[0], matched_random_subset(index, labels, counts, seed=1))
+
+
+def test_control_needs_enough_points_and_too_small_says_why():
+    index, labels = pool([3, 30], start=0)
+    with pytest.raises(RobustlabError, match=r"fewer points than the control needs in classes \{0: \(3, 5\)\}"):
+        matched_random_subset(index, labels, np.array([5, 5]), seed=0)
+    assert too_small(np.array([12, 3, 0]), 10) == (
+        "robust subset too small to train on: classes {1: 3, 2: 0} have fewer than rpr.balance.min_per_class=10 robust training images")
+    assert too_small(np.array([12, 10]), 10) is None

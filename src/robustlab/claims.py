@@ -3,7 +3,7 @@
 The runs of a claim are those in ``reproduce/<profile>/<run_group>/`` of the store (``run_group``
 is the block's experiment preset, the runs' config ``name``), narrowed by the claim's ``when``; one
 run per seed. A row
-holds the claimed value, the mean over seeds with its 95% bootstrap interval, the protocol the runs
+holds the claimed value, the mean over seeds with its 95% Student's t interval (n - 1 df), the protocol the runs
 used, the CI status (claimed value inside the interval or not) and the verdict, which is the CI
 status only when the runs followed the source's protocol (``protocol_check``).
 """
@@ -18,7 +18,7 @@ import pandas as pd
 from robustlab.errors import require
 from robustlab.reporting import claim_blocks
 from robustlab.runs.layout import REPRODUCE
-from robustlab.stats import Interval, bootstrap_mean, empty_interval
+from robustlab.stats import Interval, empty_interval, t_mean
 
 COLUMNS = ["experiment", "claim", "key", "where", "claimed", "mean", "ci_low", "ci_high", "n", "seeds",
            "protocol", "ci_status", "verdict", "run_group"]
@@ -107,13 +107,15 @@ def ci_status(claimed: float, interval: Interval, nulls: int = 0) -> str:
     return f"{status} (n=1, degenerate)" if interval.degenerate else status
 
 
-def verdict(status: str, differing: list[str]) -> str:
-    """The CI status, unless the runs did not follow the source's protocol."""
+def verdict(status: str, differing: list[str], dataset_differs: str | None = None) -> str:
+    """The CI status, unless the runs did not follow the source's protocol. A block run on another dataset
+    (``dataset_differs`` in claims.yaml) says so in every verdict, and whether the sizes match."""
     if status == NOT_RUN:
         return NOT_RUN
     if differing:
-        return f"not comparable ({', '.join(differing)} differ{'s' if len(differing) == 1 else ''} from the source)"
-    return status
+        text = f"not comparable ({', '.join(differing)} differ{'s' if len(differing) == 1 else ''} from the source)"
+        return f"{text}; dataset differs: {dataset_differs}" if dataset_differs else text
+    return f"{status}; dataset differs: {dataset_differs}, sizes match" if dataset_differs else status
 
 
 def claim_row(experiment: str, block: dict, claim: dict, runs: dict[str, dict], profile: str) -> dict:
@@ -125,11 +127,12 @@ def claim_row(experiment: str, block: dict, claim: dict, runs: dict[str, dict], 
         return row | _interval_columns(empty_interval()) | {"seeds": "", "protocol": "", "ci_status": NOT_RUN, "verdict": NOT_RUN}
     values = claimed_values(claim, chosen, where)
     finite = [v for v in values if not math.isnan(v)]
-    interval = bootstrap_mean(finite) if finite else empty_interval()
+    interval = t_mean(finite) if finite else empty_interval()
     status = ci_status(row["claimed"], interval, len(values) - len(finite))
     protocol, differing = protocol_differences(claim_protocol(block, claim), chosen, where)
     seeds = ", ".join(_number(s) for s in sorted(float(r["seed"]) for r in chosen.values()))
-    return row | _interval_columns(interval) | {"seeds": seeds, "protocol": protocol, "ci_status": status, "verdict": verdict(status, differing)}
+    return row | _interval_columns(interval) | {"seeds": seeds, "protocol": protocol, "ci_status": status,
+                                                    "verdict": verdict(status, differing, block.get("dataset_differs"))}
 
 
 def _interval_columns(interval: Interval) -> dict:

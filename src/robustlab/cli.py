@@ -25,9 +25,11 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from robustlab.errors import RobustlabError, one_line_errors, require
+from robustlab.configs import conf_dir
+from robustlab.configs.precheck import precheck, unknown_option  # noqa: F401  (unknown_option: tests)
+from robustlab.errors import RobustlabError, one_line_errors
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONF_DIR = conf_dir()  # importing precheck registered the config groups' schemas (robustlab.configs.schema)
 log = logging.getLogger("robustlab")
 
 
@@ -74,11 +76,15 @@ def is_rank_zero() -> bool:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     import pytorch_lightning as pl
 
+    from robustlab.pipelines import tracking
+
     pipeline = pipeline_class(cfg.pipeline)
+    tracking.check_installed(cfg.get("logger"))  # a missing tracker package: one line before any work
     set_threads(cfg.get("threads"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     metrics = pipeline(cfg, run_dir).run()
     if is_rank_zero():  # the other DDP processes of the run hold the same metrics
+        tracking.publish(cfg.get("logger"), run_dir, metrics)  # every pipeline's numbers, to the chosen trackers
         print_summary(pipeline, metrics)
         log.info("results in %s", run_dir)
     return metrics
@@ -158,32 +164,9 @@ def _main(cfg: DictConfig) -> None:
         run_job(cfg, run_dir, list(hydra_cfg.overrides.task), hydra_cfg.mode == RunMode.MULTIRUN)
 
 
-def unknown_option(overrides: list[str]) -> str | None:
-    """The first ``group=option`` override naming an option its config group lacks (``hydra/launcher=nope``,
-    ``trainer=tpu``), as one line naming the options there are; None when every option exists.
-
-    Hydra's own message for this spans a dozen lines; checking first keeps every bad input to one line.
-    """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl  # the loader Hydra itself lists options with
-    from hydra._internal.utils import create_config_search_path
-
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONF_DIR))
-    for override in overrides:
-        group, _, value = override.lstrip("+~").partition("=")
-        sweep_function = "(" in value  # choice(...), glob(...): Hydra's own syntax, left to Hydra
-        if override.startswith("-") or not value or sweep_function or "." in group or not loader.repository.group_exists(group):
-            continue
-        options = loader.get_group_options(group)
-        for option in value.split(","):  # a multirun sweeps several
-            if option not in options and option != "null":
-                return f"unknown {group} option '{option}' in {override}; the options are: {', '.join(options)}"
-    return None
-
-
 def main() -> None:
-    with one_line_errors():
-        problem = unknown_option(sys.argv[1:])
-        require(problem is None, str(problem))
+    with one_line_errors():  # every bad config as one line before any work (and before torch is imported)
+        precheck(sys.argv[1:], CONF_DIR)
     _main()
     if FAILED_JOBS:  # each already said why in one line; the other jobs of the sweep ran
         raise SystemExit(2)

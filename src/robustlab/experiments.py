@@ -38,12 +38,13 @@ from pathlib import Path
 
 import yaml
 
+from robustlab.configs import conf_dir
 from robustlab.errors import RobustlabError, one_line_errors, require
 from robustlab.runs import discover, jobs, layout
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
-PROFILES = ROOT / "conf" / "profile"
+PROFILES = Path(conf_dir()) / "profile"
 BLOCK = re.compile(r"^```yaml reproduce\n(.*?)^```", re.S | re.M)
 PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")
 

@@ -25,10 +25,13 @@ from robustlab.claims import NOT_RUN, claims_frame, group_path, profile_runs
 from robustlab.errors import one_line_errors, require
 from robustlab.report_results import Table, measured_tables
 from robustlab.report_results import num as _num
+from robustlab.report_retrain import TITLE as RETRAIN_TITLE
+from robustlab.report_retrain import retraining_section
+from robustlab.report_inherent import sections as inherent_sections
 from robustlab.report_sections import LATEX, MARKDOWN, README, existing, merge
 from robustlab.reporting import CLAIMS, claim_blocks, load_claims
 from robustlab.runs.layout import REPRODUCE, profile_dir
-from robustlab.stats import LEVEL, RESAMPLES
+from robustlab.stats import LEVEL
 from robustlab.store import collect_runs, report_skipped
 
 # One-line captions of the figures `make figures` draws; a figure not listed here is shown by name.
@@ -54,9 +57,19 @@ FIGURES = {
     "gan_augment_generated": "generated images kept (robust under M) and rejected",
     "gan_augment_G_samples": "conditional GAN of the augmentation: samples during training",
     "gan_augment_G_losses": "conditional GAN of the augmentation: losses",
+    "operating_point": "robust ratio of M vs scheme strength for every scheme, with the paper's 0.2957 and 0.7128",
+    "inherent_agreement": "per-point agreement of robustness across models (Cohen's kappa, Spearman's rho)",
+    "hardest_points": "test images every model finds least robust, and robust, with their flip-probability intervals",
+    "inherent_per_class": "per-class agreement of robustness across models",
+    "rpr_vs_exact": "RPR flip probability beside exact (linear) and PGD / IBP (CNN) minimal adversarial radii",
+    "corruptions": "one draw per corruption scheme and severity, with the robust ratio of M there",
 }
+RETRAIN_INTRO = ("M, M_rand (the same class counts drawn at random from the whole training set, the same epochs, batch size and "
+                 "so optimiser steps) and M_R (the class-balanced robust subset) at the literal scheme and at the calibrated "
+                 "strengths where M's curves cross the paper's numbers. The verdict compares M_R with M_rand, paired by seed; "
+                 "every number and sentence is computed from the runs (robustlab.report_retrain).")
 METHOD = (f"Each claim is compared with the runs of its run group, one run per seed. Reproduced is the mean over seeds "
-          f"with a {LEVEL:.0%} percentile-bootstrap interval ({RESAMPLES:,} resamples of the seeds, fixed RNG seed). "
+          f"with its {LEVEL:.0%} Student's t interval (n - 1 degrees of freedom; n, the seeds, beside it). "
           "CI status: whether the source's value lies in that interval (with one seed the interval is the point itself). "
           "Verdict: the CI status when the runs used the source's protocol (protocol_check in paper/claims.yaml), "
           "otherwise not comparable, naming what differs.")
@@ -121,7 +134,7 @@ def _runs(n: int) -> str:
 
 def counts(frame: pd.DataFrame) -> str:
     """'17 claims: 0 within CI, 3 outside CI, 14 not comparable, 0 not run' (verdicts)."""
-    verdicts = frame["verdict"].str.replace(r" \(.*", "", regex=True)
+    verdicts = frame["verdict"].str.replace(r" \(.*|;.*", "", regex=True)  # "within CI; dataset differs..." counts as within
     kinds = ["within CI", "outside CI", "not comparable", NOT_RUN]
     parts = [f"{int((verdicts == k).sum())} {k}" for k in kinds]
     other = len(frame) - sum(int((verdicts == k).sum()) for k in kinds)
@@ -171,6 +184,9 @@ def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[s
         lines.append(f"- Source protocol, `{experiment}` ({block['source']}): {block['protocol']}")
         if not block["claims"]:
             lines.append(f"  - `{experiment}`: the source states no quantitative claim (see paper/claims.yaml).")
+    lines += retraining_md(context["retraining"][profile])
+    # robustlab.report_inherent's sections are top-level ("## ..."); here they sit inside the profile's section
+    lines += [line for text in inherent_sections(root, profile) for line in ["", "#" + text.rstrip()]]
     lines += ["", "### Other measured results", "", f"Read from the runs' metrics.json under `{root / 'reproduce' / profile}`.", ""]
     lines += [line for table in context["measured"][profile] for line in markdown_measured(table)]
     shown, missing = figures(context["figures_root"] / profile)
@@ -182,6 +198,17 @@ def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[s
     if missing:
         lines += [f"Missing from `{context['figures_root'] / profile}`: {', '.join(missing)}.", ""]
     return lines
+
+
+def retraining_md(tables: list[Table]) -> list[str]:
+    """The section "Does robust-subset retraining help?" (robustlab.report_retrain), in Markdown."""
+    lines = ["", f"### {RETRAIN_TITLE}", "", RETRAIN_INTRO, ""]
+    return lines + [line for table in tables for line in markdown_measured(table)]
+
+
+def retraining_tex(tables: list[Table], profile: str) -> list[str]:
+    lines = [rf"\subsection{{{tex(RETRAIN_TITLE)}}}", tex(RETRAIN_INTRO), ""]
+    return lines + [line for table in tables for line in tex_measured(table, profile)]
 
 
 def markdown_measured(table: Table) -> list[str]:
@@ -205,8 +232,8 @@ def tex_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
         lines.append(rf"\item {tex(experiment)}: run group \texttt{{{tex(group)}}}, {_runs(n)} (seeds {tex(seeds)}).")
     lines += [r"\end{itemize}", tex(counts(table)) + ".", "", r"\begin{table}[H]\centering",
               rf"\input{{tables/claims_{profile}.tex}}",
-              rf"\caption{{Claims of the sources vs the runs of profile {tex(profile)}.}}", r"\end{table}", "",
-              r"\subsection{Other measured results}"]
+              rf"\caption{{Claims of the sources vs the runs of profile {tex(profile)}.}}", r"\end{table}", ""]
+    lines += retraining_tex(context["retraining"][profile], profile) + [r"\subsection{Other measured results}"]
     lines += [line for table in context["measured"][profile] for line in tex_measured(table, profile)]
     pdfs = [p.with_suffix(".pdf") for p in figures(context["figures_root"] / profile)[0] if p.with_suffix(".pdf").is_file()]
     for pdf in pdfs:
@@ -299,7 +326,7 @@ def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims
     tables = {p: claims_frame(store, p, blocks) for p in profiles}
     measured = {p: measured_tables(root, p) for p in profiles}
     context = {"root": root, "out": out, "figures_root": figures_root, "blocks": blocks, "store": store, "skipped": skipped,
-               "measured": measured}
+               "measured": measured, "retraining": {p: retraining_section(root, p) for p in profiles}}
     written = [path for p, t in tables.items() for path in write_tables(p, t, out)]
     # The sections of profiles not reported now stay as they are in the existing files (report_sections).
     md, tex_file = out / "REPRODUCTION.md", out / "report.tex"

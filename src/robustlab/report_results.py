@@ -2,7 +2,7 @@
 
 One function per table; each returns a ``Table`` of text cells (or a one-line note when its run
 group has no finished run), which ``robustlab.paper`` renders as Markdown and LaTeX like the
-claims tables. Nothing is trained or recomputed here except the bootstrap over seeds.
+claims tables. Nothing is trained or recomputed here except the t intervals over seeds.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from robustlab.errors import RobustlabError
 from robustlab.reporting import measured  # a dotted metrics key; None where absent (older runs lack newer keys)
-from robustlab.stats import bootstrap_mean
+from robustlab.stats import t_mean
 from robustlab.runs.discover import find_runs, group_folders
 from robustlab.runs.io import read_json_object
 from robustlab.runs.layout import TIMINGS, group_dir, profile_dir
@@ -77,12 +77,12 @@ def sweep(root: Path, profile: str) -> Table:
     rows = []
     for (scheme, perturbation), part in by_scheme.items():
         values = [float(v) for v in (measured(r, "M.test.robust_ratio") for r in part) if v is not None and not math.isnan(float(v))]
-        interval = bootstrap_mean(values) if values else None
+        interval = t_mean(values) if values else None
         ci = f"[{num(interval.low)}, {num(interval.high)}]" if interval else "-"
         rows.append([str(scheme), str(perturbation), num(interval.mean if interval else None), ci, str(len(values)), _seeds(part)])
     points = sorted({measured(r, "M.test.points") for r in runs} - {None})
     return Table(title, f"Robust ratio of M on the test points ({', '.join(map(str, points))} points) per scheme: mean over seeds "
-                        "with its 95% percentile-bootstrap interval, as in the claims tables.",
+                        "with its 95% Student's t interval (n - 1 df), as in the claims tables.",
                  ["scheme", "perturbation", "robust ratio mean", "95% CI", "n seeds", "seeds"], rows, "llrlrl")
 
 

@@ -43,8 +43,11 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 def save_rpr(path: str | Path, result: RPRResult) -> Path:
     """Per-datapoint RPR results as CSV, with MAX_STEPS repeated in a column so the file stands alone."""
-    columns = result.columns()
-    columns["max_steps"] = np.full(len(result.index), result.max_steps)
+    columns = {}
+    for name, values in result.columns().items():  # max_steps stays right after robust, as in older files
+        columns[name] = values
+        if name == "robust":
+            columns["max_steps"] = np.full(len(result.index), result.max_steps)
     return write_table(path, columns)
 
 

@@ -71,6 +71,8 @@ class VisionDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_index = train_index
         self.train: Split | None = None
+        self._train_loader: DataLoader | None = None
+        self._pending_shuffle_state: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -111,7 +113,21 @@ class VisionDataModule(pl.LightningDataModule):
         return module
 
     def train_dataloader(self) -> DataLoader:
-        return self.train.loader(self.batch_size, shuffle=True, seed=self.seed, num_workers=self.num_workers)
+        loader = self.train.loader(self.batch_size, shuffle=True, seed=self.seed, num_workers=self.num_workers)
+        if self._pending_shuffle_state is not None:  # a resumed fit: shuffle on from where the checkpoint was
+            loader.generator.set_state(self._pending_shuffle_state)
+            self._pending_shuffle_state = None
+        self._train_loader = loader
+        return loader
+
+    # The shuffling generator's state is part of a Lightning checkpoint (saved at an epoch end, put back
+    # before the resumed fit's loader first iterates), so a resumed fit shuffles its next epochs exactly
+    # as the uninterrupted fit does (robustlab.pipelines.resume).
+    def state_dict(self) -> dict:
+        return {} if self._train_loader is None else {"shuffle_generator": self._train_loader.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending_shuffle_state = state_dict.get("shuffle_generator")
 
     def val_dataloader(self) -> DataLoader | list:
         return self.val.loader(self.eval_batch_size, num_workers=self.num_workers) if len(self.val) else []

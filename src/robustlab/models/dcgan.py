@@ -287,6 +287,13 @@ class DCGAN(pl.LightningModule):
     def configure_callbacks(self):
         return [SampleGrid(self.hparams.sample_every_n_steps)]
 
+    # A resumed fit (robustlab.pipelines.resume) continues the step count the logs and grids are named by.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["dcgan_iteration"] = self.iteration
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.iteration = int(checkpoint.get("dcgan_iteration", 0))
+
 
 class DiscriminatorClassifier(ImageClassifier):
     """D's architecture as a plain K-class classifier: the baseline of the semi-supervised D.
@@ -338,7 +345,8 @@ class SampleGrid(pl.Callback):
                 logger.experiment.add_image("samples", grid, module.iteration)
 
     def on_train_start(self, trainer, module) -> None:
-        self.save(trainer, module)
+        if module.iteration == 0:  # a resumed fit saved its earlier grids before it was stopped
+            self.save(trainer, module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if module.iteration % self.every_n_steps == 0:

@@ -7,6 +7,7 @@ Writes ``attack_curve.csv`` (eps, then one column ``<model>_<attack>`` per check
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from robustlab.config import build
 from robustlab.data import VisionDataModule
 from robustlab.errors import require
 from robustlab.models import load_classifier
+from robustlab.pipelines.devices import compute_device, runtime_info
 from robustlab.pipelines.linear_robust import CURVE, grid_spec
+from robustlab.pipelines.measure_cache import attack_key, cached_curve, result_cache
 from robustlab.pipelines.training import timed
 from robustlab.pipelines.rpr_retrain import sample_points
 from robustlab.robustness.attacks import Attack, accuracy_under_attack, clean_accuracy, crossing, linspace_grid
@@ -49,13 +52,16 @@ class CNNAttack:
         self.checkpoints = {str(name): str(path) for name, path in checkpoints.items()}
         # Loading first: a missing or corrupt checkpoint fails in one line before any data is read.
         cls = get_class(cfg.model._target_)
-        self.models = {name: load_classifier(cls, path) for name, path in self.checkpoints.items()}
+        device = compute_device(cfg.trainer)  # the attacks run on the model's device: the GPU when the trainer has one
+        self.models = {name: load_classifier(cls, path).to(device) for name, path in self.checkpoints.items()}
         self.data: VisionDataModule = build(cfg.data)
         for name, model in self.models.items():
             require(tuple(model.input_shape) == self.data.input_shape,
                     f"checkpoint {self.checkpoints[name]} expects inputs {tuple(model.input_shape)}, data {cfg.data.name} has {self.data.input_shape}")
         # The fast path wraps copies; the attacks' gradients flow through it (autocast only for the forward pass).
+        self.plain = dict(self.models)  # the weights the cache key hashes (a FastForward copy holds the same)
         self.models = {name: fast_forward(model, a.channels_last, a.compile, a.autocast) for name, model in self.models.items()}
+        self.cache, self.sources = result_cache(cfg, "attack"), {}
 
     def run(self) -> dict:
         cfg, started = self.cfg, time.perf_counter()
@@ -67,7 +73,7 @@ class CNNAttack:
                                "test_accuracy": clean_accuracy(model, points.images, points.labels, cfg.attack.batch_size)}
             for attack_name, attack in self.attacks.items():
                 with timed(self.timings, f"{name}_{attack_name}"):
-                    accuracy = accuracy_under_attack(model, points.images, points.labels, self.grid, attack, cfg.attack.batch_size)
+                    accuracy = self.curve(name, attack, points)
                 columns[f"{name}_{attack_name}"] = accuracy
                 per_model[name][attack_name] = crossing(self.grid, accuracy) | {"accuracy_at_max_eps": float(accuracy[-1])}
         results.write_table(self.run_dir / CURVE, columns)
@@ -77,11 +83,27 @@ class CNNAttack:
             "attack": {name: attack.label for name, attack in self.attacks.items()}
             | {"grid": {"start": float(self.grid[0]), "stop": float(self.grid[-1]), "num": len(self.grid)}},
             "models": per_model,
-            "timings_s": self.timings, "wall_time_s": round(time.perf_counter() - started, 1),
+            "timings_s": self.timings, "attack_source": self.sources,  # strings: which curve came from the cache
+            "runtime": runtime_info(next(iter(self.plain.values()))),
+            "wall_time_s": round(time.perf_counter() - started, 1),
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
         results.write_metrics(self.run_dir, metrics)
         return metrics
+
+    def curve(self, name: str, attack: Attack, points):
+        """Accuracy under ``attack`` over the grid: from the attack cache when this model, attack, grid and
+        points were attacked before with the same fast-path options, else computed (and cached)."""
+        a = self.cfg.attack
+        fast = {"channels_last": a.channels_last, "compile": a.compile, "autocast": a.autocast}
+        key = attack_key(self.plain[name], attack.name, dataclasses.asdict(attack), self.grid, fast, a.batch_size)
+        model = self.models[name]
+
+        def compute():
+            return accuracy_under_attack(model, points.images, points.labels, self.grid, attack, a.batch_size)
+
+        curve, self.sources[f"{name}_{attack.name}"] = cached_curve(self.cache, key, points, compute)
+        return curve
 
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:

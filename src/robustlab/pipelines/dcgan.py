@@ -33,6 +33,8 @@ from robustlab.errors import require
 from robustlab.runs import layout
 from robustlab.evaluation import load_judge, quality_report
 from robustlab.models.dcgan import DCGAN, DiscriminatorClassifier, save_grid
+from robustlab.pipelines.devices import compute_device, runtime_info
+from robustlab.pipelines.resume import Resume, resume_from_config
 from robustlab.pipelines.rpr_retrain import sample_points
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.robustness.subsets import balanced_subset
@@ -50,10 +52,11 @@ def with_epochs(trainer_cfg: DictConfig, epochs: int) -> DictConfig:
     return OmegaConf.merge(trainer_cfg, {"max_epochs": int(epochs)})
 
 
-def train_gan(model: DCGAN, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, timings: dict) -> dict:
+def train_gan(model: DCGAN, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, timings: dict,
+              resume: Resume | None = None, logger_cfg: DictConfig | None = None) -> dict:
     """Fit G and D (logs and sample grids in run_dir/G, checkpoint run_dir/G.ckpt); the training summary."""
     with timed(timings, f"train_{GAN}"):
-        fit_classifier(model, data, trainer_cfg, run_dir, GAN, tensorboard=True)
+        fit_classifier(model, data, trainer_cfg, run_dir, GAN, tensorboard=True, resume=resume, logger_cfg=logger_cfg)
     logged = model.trainer.callback_metrics
     last = {key.split("/")[-1]: float(value) for key, value in logged.items() if key.startswith("train/")}
     return {"steps": model.iteration, "epochs": int(trainer_cfg.max_epochs), "images": len(data.train), "batch_size": data.batch_size, "final": last}
@@ -90,6 +93,8 @@ class DCGANRun:
                 f"quality.samples must be an integer >= 2 and quality.batch_size >= 1, got {q.samples} and {q.batch_size}")
         # Loaded now: a missing or wrong classifier stops the run before any training.
         self.judge = None if q.classifier is None else load_judge(q.classifier, self.data.input_shape)
+        if self.judge is not None:
+            self.judge = self.judge.to(compute_device(cfg.trainer))
 
     @property
     def hp(self):
@@ -100,7 +105,9 @@ class DCGANRun:
         self.data.setup()  # reads the data (or fails in one line) before any training
         labeled = self.labeled_subset() if self.hp.semi_supervised else None
         metrics = self.metrics()
-        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings)
+        resume = resume_from_config(self.cfg)
+        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, resume,
+                                        self.cfg.get("logger"))
         with timed(self.timings, "interpolation"):
             self.save_interpolation()
         if self.judge is not None:
@@ -108,6 +115,7 @@ class DCGANRun:
                 metrics["quality"] = self.quality()
         if labeled is not None:
             metrics["semi_supervised"] = self.semi_supervised(labeled)
+        metrics["runtime"] = runtime_info(self.model)  # strings: device and library versions
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
         results.write_metrics(self.run_dir, metrics)
         return metrics
@@ -151,12 +159,15 @@ class DCGANRun:
         discrimination an image's score depends on the batch it is in."""
         hp, batch = self.hp, self.data.batch_size
         discriminator = self.model.discriminator.eval()
-        gan_accuracy = accuracy(lambda x: discriminator(x)[:, :-1], self.data.test, batch)
+        device = self.model.device  # the callable gets CPU batches; D may sit on the GPU
+        gan_accuracy = accuracy(lambda x: discriminator(x.to(device))[:, :-1].cpu(), self.data.test, batch)
         baseline = DiscriminatorClassifier(self.data.input_shape, self.data.num_classes, hp.d_width, hp.minibatch_discrimination,
                                            hp.mbd_kernels, hp.mbd_kernel_dim, hp.lr, tuple(hp.betas))
         epochs = max(1, math.ceil(self.model.iteration / math.ceil(len(labeled) / batch)))
         with timed(self.timings, "train_D_labels_only"):
-            fit_classifier(baseline, self.data.with_train_index(labeled.index), with_epochs(self.cfg.trainer, epochs), self.run_dir, "D_labels_only")
+            fit_classifier(baseline, self.data.with_train_index(labeled.index), with_epochs(self.cfg.trainer, epochs),
+                           self.run_dir, "D_labels_only", resume=resume_from_config(self.cfg),
+                           logger_cfg=self.cfg.get("logger"))
         return {
             "labels_per_class": hp.labels_per_class, "labelled_images": len(labeled),
             "gan_discriminator_test_accuracy": gan_accuracy,

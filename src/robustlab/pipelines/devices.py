@@ -8,6 +8,7 @@ process group exactly as for training (also when no training happens, e.g. with 
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +23,33 @@ from robustlab.config import build
 from robustlab.errors import require
 
 GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def compute_device(trainer_cfg: DictConfig) -> torch.device:
+    """Where a run's models are evaluated (RPR, attacks, Fréchet distance): the trainer's accelerator;
+    ``auto`` as Lightning resolves it, the GPU when there is one, else the CPU."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in GPU_ACCELERATORS or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    if accelerator in ("mps", "auto") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def runtime_info(model: torch.nn.Module | None = None) -> dict[str, str]:
+    """Where a run computed: the model's device and the library versions, as strings only (the results
+    table takes every number of metrics.json as a metric; these are not)."""
+    first = None if model is None else next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine() or "cpu"
+    return {
+        "device": str(device), "device_name": name, "torch": torch.__version__,
+        "cuda": str(torch.version.cuda or "none"), "cuda_available": str(torch.cuda.is_available()).lower(),
+        "lightning": pl.__version__, "python": platform.python_version(),
+    }
 
 
 def gpus_asked(devices) -> int:

@@ -26,6 +26,8 @@ from robustlab.config import build
 from robustlab.data.binary import BinaryDataModule
 from robustlab.errors import require
 from robustlab.models.linear_hinge import LinearHinge
+from robustlab.pipelines.devices import runtime_info
+from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import fit_classifier, timed
 from robustlab.reporting import claims_table
 from robustlab.robustness.attacks import Attack, attacked, accuracy_under_attack, clean_accuracy, correct, crossing, linspace_grid
@@ -64,8 +66,10 @@ class LinearRobust:
         started = time.perf_counter()
         self.data.setup()  # reads the data (or fails in one line) before any training
         with timed(self.timings, "train"):
-            fit_classifier(self.model, self.data, self.cfg.trainer, self.run_dir, "linear")
-        model = self.model.eval()
+            resume = resume_from_config(self.cfg)
+            fit_classifier(self.model, self.data, self.cfg.trainer, self.run_dir, "linear", resume=resume,
+                           logger_cfg=self.cfg.get("logger"))
+        model = self.model.cpu().eval()  # a linear model is evaluated on the CPU: a GPU gains nothing at this size
         with timed(self.timings, "attack"):
             curves = self.attack_curves(model)
             self.save_misclassified(model)
@@ -75,6 +79,7 @@ class LinearRobust:
         metrics = self.metrics(model, curves)
         log.info("eps=%g: test accuracy %.4f, attacked test accuracy < 50%% from eps %s (%s attack)", model.epsilon,
                  metrics["test_accuracy"], metrics["attack"]["eps_below_50"], self.attack.label)
+        metrics["runtime"] = runtime_info(model)  # strings: device and library versions
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
         results.write_metrics(self.run_dir, metrics)
         return metrics

@@ -95,7 +95,7 @@ class RPRGanAugment(RPRRetrain):
         robust = self.trained_on["M_R"]
         kept, out["gan"] = self.robust_generated(model, robust)
         model_g = self.train(self.augmented(robust, kept), "M_R_G")
-        rpr = self.measure(model_g, test_points, "M_R_G_test")
+        rpr = self.measure_points(model_g, test_points, "M_R_G_test")
         out["M_R_G"] = {"test_accuracy": accuracy(model_g, self.data.test), "test": summarise(rpr, self.data.num_classes)}
         return out
 
@@ -104,11 +104,13 @@ class RPRGanAugment(RPRRetrain):
         g, k, seed = self.cfg.gan, self.data.num_classes, self.cfg.seed
         gan_data = robust.with_train_index(robust.train.index)
         gan_data.batch_size = g.batch_size
-        training = train_gan(self.gan, gan_data, with_epochs(self.cfg.trainer, g.epochs), self.run_dir, self.timings)
+        trainer = with_epochs(self.cfg.trainer, g.epochs)
+        training = train_gan(self.gan, gan_data, trainer, self.run_dir, self.timings, self.resume,
+                             self.cfg.get("logger"))
         intended = torch.arange(k).repeat_interleave(g.samples_per_class)
         images = generate(self.gan, len(intended), seed + 3, intended)
         generated = Split(images, intended, GENERATED_INDEX + torch.arange(len(intended)))
-        rpr = self.measure(model_m, generated, "G_samples")
+        rpr = self.measure_points(model_m, generated, "G_samples")
         self.save_examples_generated(generated, rpr)
         keep = torch.as_tensor(rpr.robust)
         kept = generated.take(torch.nonzero(keep).flatten())

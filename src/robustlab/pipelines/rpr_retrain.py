@@ -21,14 +21,20 @@ from robustlab.errors import require
 from robustlab.runs import layout
 from robustlab.runs.schema import read_metrics
 from robustlab.models import load_classifier
-from robustlab.pipelines.devices import is_rank_zero, measure_in_processes, require_devices, rpr_trainer
+from robustlab.pipelines.devices import (
+    compute_device, is_rank_zero, measure_in_processes, require_devices, rpr_trainer, runtime_info)
+from robustlab.pipelines.measure_cache import CachedRPR, result_cache
+from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.reporting import claims_table
+from robustlab.robustness.calibration import calibrated_strength
 from robustlab.robustness.fastpath import check_options
 from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
 from robustlab.robustness.shards import merge_results, model_digest, parse_shard, shard_positions
-from robustlab.robustness.subsets import balanced_subset
+from robustlab.robustness.subsets import balanced_subset, class_counts, matched_random_subset, too_small
+from robustlab.robustness.summary import summarise
+from robustlab.runs.identity import code_version
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +48,38 @@ def sample_points(split: Split, count: int | None, seed: int) -> Split:
     return split.take(order.sort().values)
 
 
-def summarise(result: RPRResult, num_classes: int) -> dict:
-    robust = result.robust
-    return {
-        "points": int(len(robust)),
-        "clean_accuracy": float(result.correct.mean()),
-        "robust_ratio": result.robust_ratio(over="all"),
-        "robust_ratio_of_correct": result.robust_ratio(over="correct"),
-        "robust_per_class": np.bincount(result.label[robust], minlength=num_classes).tolist(),
-        "median_steps_to_failure": float(np.median(result.steps[~robust & result.correct])) if (~robust & result.correct).any() else None,
-    }
-
-
 def model_cache_path(cfg: DictConfig) -> Path | None:
     """Where M trained under this exact data/model/trainer config and seed is cached (None: no cache).
 
-    Training is deterministic on CPU, so a cached M is the M this run would train.
+    Training is deterministic on CPU, so a cached M is the M this run would train. The code version
+    (robustlab.runs.identity) is part of the key: after a change to the training code an old M is
+    not reused.
     """
     if not cfg.get("model_cache"):
         return None
     key = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("data", "model", "trainer")}
     key["data"]["root"] = str(Path(key["data"]["root"]).resolve())
     key["seed"] = cfg.seed
+    key["code"] = code_version()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(cfg.model_cache) / f"M-{digest}.ckpt"
+
+
+def calibrated_scheme(cfg: DictConfig) -> tuple[dict | None, DictConfig]:
+    """The perturbation config, its strength read from logged operating-point results when ``rpr.calibrate.source``
+    names them (None and the config as given otherwise). The record says where the value came from."""
+    wanted = cfg.rpr.get("calibrate") or {}
+    if not wanted.get("source"):
+        return None, cfg.perturbation
+    p = cfg.perturbation
+    curve = wanted.get("curve") or (f"pixels_{p.count}_{p.value}" if p.name == "pixels" else p.name)
+    record = calibrated_strength(Path(wanted.source), curve, wanted.get("split", "test"), wanted.get("target"))
+    require(record["max_steps"] == cfg.rpr.max_steps, f"rpr.calibrate.source={wanted.source} measured MAX_STEPS "
+            f"{record['max_steps']}, this run uses {cfg.rpr.max_steps}; a strength calibrated at one MAX_STEPS says nothing at another")
+    value = max(1, round(record["strength"])) if record["param"] == "k" else float(record["strength"])  # k counts pixels
+    scheme = OmegaConf.to_container(p, resolve=True)
+    scheme.update({field: value for field in record["param"].split("+")})
+    return record | {"used": value}, OmegaConf.create(scheme)
 
 
 class RPRRetrain:
@@ -77,7 +91,11 @@ class RPRRetrain:
         self.cfg, self.run_dir = cfg, run_dir
         self.timings: dict[str, float] = {}
         self.m_source = "trained in this run"
-        self.perturbation: Perturbation = build(cfg.perturbation)
+        self.rpr_sources: dict[str, str] = {}  # per measurement: measured, taken from the RPR cache, or reused
+        self.rpr_cache = result_cache(cfg, "rpr")
+        self.resume = resume_from_config(cfg)
+        self.calibration, scheme = calibrated_scheme(cfg)
+        self.perturbation: Perturbation = build(scheme)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
         self.data: VisionDataModule = build(cfg.data)
@@ -104,7 +122,8 @@ class RPRRetrain:
     def train(self, data: VisionDataModule, name: str):
         model = self.new_model()
         with timed(self.timings, f"train_{name}"):
-            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name)
+            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name, resume=self.resume,
+                           logger_cfg=self.cfg.get("logger"))
         return model
 
     def model_m(self):
@@ -121,7 +140,7 @@ class RPRRetrain:
         self.m_source = str(source)
         if source == cached and is_rank_zero():  # keep the run directory self-contained
             results.atomic_write_bytes(self.run_dir / layout.checkpoint_file("M"), cached.read_bytes())
-        model = load_classifier(get_class(self.cfg.model._target_), source)
+        model = load_classifier(get_class(self.cfg.model._target_), source).to(compute_device(self.cfg.trainer))
         require(tuple(model.input_shape) == self.data.input_shape, f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}")
         return model
 
@@ -142,6 +161,7 @@ class RPRRetrain:
         rpr_test = self.measure_points(model, test_points, "M_test")
         if is_rank_zero():  # under DDP the other processes hold the same results and write nothing
             self.save_examples(rpr_test, test_points)
+            self.save_perturbed(test_points, cfg.rpr.get("perturbed_examples") or 0)
         metrics = self.metrics()
         metrics["M"] = {"test_accuracy": accuracy(model, self.data.test), "test": summarise(rpr_test, self.data.num_classes)}
         if shard:  # what robustlab-rpr-merge checks: which share, and that every share measured this M
@@ -149,6 +169,8 @@ class RPRRetrain:
         if cfg.rpr.retrain:
             metrics.update(self.retrain(model, test_points))
         metrics["timings_s"] = self.timings
+        metrics["rpr_source"] = self.rpr_sources  # strings: which measurement came from the cache
+        metrics["runtime"] = runtime_info(model)
         metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
         if is_rank_zero():
             results.write_metrics(self.run_dir, metrics)
@@ -159,7 +181,23 @@ class RPRRetrain:
         and every process gets the merged result, which rank 0 alone saves."""
         logged = self.reused(model, split, name)
         if logged is not None:
+            self.rpr_sources[name] = f"reused from {self.cfg.rpr.reuse_from}"
             return logged
+        cached = CachedRPR(self.rpr_cache, model, split, self.cfg.perturbation, self.cfg.rpr, self.cfg.seed)
+        looked_up = time.perf_counter()
+        result = cached.load()
+        self.rpr_sources[name] = cached.source
+        if result is not None:
+            self.timings[f"rpr_{name}"] = round(time.perf_counter() - looked_up, 1)  # the lookup, not a measurement
+            if is_rank_zero():
+                results.save_rpr(self.run_dir / f"rpr_{name}.csv", result)
+            return result
+        result = self.measure_here_or_shared(model, split, name)
+        if is_rank_zero():
+            cached.store(result)
+        return result
+
+    def measure_here_or_shared(self, model, split: Split, name: str) -> RPRResult:
         if self.processes is None:
             return self.measure(model, split, name)
 
@@ -199,22 +237,48 @@ class RPRRetrain:
         return logged
 
     def retrain(self, model, test_points: Split) -> dict:
-        """RPR on the training set, the balanced robust subset, M_R and its RPR on the test points."""
+        """RPR on the training set, the balanced robust subset, M_R and its RPR on the test points; with
+        ``rpr.control``, M_rand (the same class counts drawn at random from the whole training set) too."""
         cfg = self.cfg
         rpr_train = self.measure_points(model, sample_points(self.data.train, cfg.rpr.train_points, cfg.seed), "M_train")
         robust = rpr_train.robust
+        out = {"M_train": summarise(rpr_train, self.data.num_classes)}
+        balance = cfg.rpr.balance
+        available = class_counts(rpr_train.label[robust], self.data.num_classes)
+        # Before sampling: a harsh scheme can leave a class with (almost) no robust image; M_R would then
+        # learn from a near-empty set. The run says so in one line and keeps M's numbers as its result.
+        # (never more than asked per class: a run asking 3 per class is not near-empty at 3). With
+        # on_shortfall=error a short class stops the run in balanced_subset instead: the user asked for that.
+        floor = min(int(balance.get("min_per_class", 1)), int(balance.per_class))
+        reason = None if balance.on_shortfall == "error" else too_small(available, floor)
+        if reason is not None:
+            log.warning("%s; M_R and M_rand not trained", reason)
+            return out | {"retrain_skipped": reason, "subset": {"available_per_class": available.tolist()}}
         chosen, subset = balanced_subset(
             rpr_train.index[robust], rpr_train.label[robust], self.data.num_classes,
-            cfg.rpr.balance.per_class, cfg.rpr.balance.on_shortfall, seed=cfg.seed,
+            balance.per_class, balance.on_shortfall, seed=cfg.seed,
         )
         log.info("robust subset: %s", subset)
         model_r = self.train(self.data.with_train_index(torch.as_tensor(chosen)), "M_R")
         rpr_test_r = self.measure_points(model_r, test_points, "M_R_test")
-        return {
-            "M_train": summarise(rpr_train, self.data.num_classes),
-            "subset": subset,
-            "M_R": {"test_accuracy": accuracy(model_r, self.data.test), "test": summarise(rpr_test_r, self.data.num_classes)},
-        }
+        out |= {"subset": subset,
+                "M_R": {"test_accuracy": accuracy(model_r, self.data.test), "test": summarise(rpr_test_r, self.data.num_classes)}}
+        if cfg.rpr.get("control"):  # after M_R, so M_R's numbers are those of a run without the control
+            out |= self.control(chosen, test_points)
+        return out
+
+    def control(self, chosen: np.ndarray, test_points: Split) -> dict:
+        """M_rand: the architecture and training budget of M_R (same epochs and batch size on a subset of the same
+        size, hence the same optimiser steps) on a random subset of the whole training set with M_R's class counts."""
+        train = self.data.train
+        counts = class_counts(train.labels[torch.isin(train.index, torch.as_tensor(chosen))].numpy(), self.data.num_classes)
+        picked = matched_random_subset(train.index.numpy(), train.labels.numpy(), counts, self.cfg.seed)
+        model_rand = self.train(self.data.with_train_index(torch.as_tensor(picked)), "M_rand")
+        rpr_test = self.measure_points(model_rand, test_points, "M_rand_test")
+        overlap = int(np.isin(picked, chosen).sum())
+        return {"M_rand": {"test_accuracy": accuracy(model_rand, self.data.test), "test": summarise(rpr_test, self.data.num_classes),
+                           "train_images": int(len(picked)), "class_counts": counts.tolist(), "overlap_with_M_R": overlap,
+                           "budget": "same epochs, batch size and subset size as M_R (so the same optimiser steps)"}}
 
     def metrics(self) -> dict:
         cfg = self.cfg
@@ -228,6 +292,7 @@ class RPRRetrain:
             "max_steps": cfg.rpr.max_steps,
             "checkpoint": cfg.checkpoint,
             "M_source": self.m_source,
+            "calibration": self.calibration,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
 
@@ -239,7 +304,9 @@ class RPRRetrain:
                   f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}")
         lines = claims_table(metrics, header)
         subset = metrics.get("subset")
-        if subset:
+        if metrics.get("retrain_skipped"):
+            lines.append(f"   M_R not trained: {metrics['retrain_skipped']}")
+        elif subset:
             lines.append(f"   M_R trained on {subset['subset_size']} robust images ({subset['per_class_taken']} per class; "
                          f"asked {subset['per_class_asked']}: {subset['shortfall']})")
         return lines
@@ -265,3 +332,17 @@ class RPRRetrain:
             fragile_fail_pred=rpr.fail_pred[fragile],
             fragile_step=rpr.first_failure[fragile],
         )
+
+    def save_perturbed(self, split: Split, count: int, retries: int = 3) -> None:
+        """The first ``count`` test points and R(x) at retries 1..``retries``: what a scheme does to an image,
+        drawn per severity by ``robustlab-plot corruptions`` (from the same random numbers RPR used)."""
+        if count <= 0:
+            return
+        take = split.take(torch.arange(min(count, len(split))))
+        steps = torch.arange(1, retries + 1)
+        index = take.index.repeat_interleave(retries)
+        images = take.images.repeat_interleave(retries, dim=0)
+        perturbed = perturb_at(self.perturbation, self.cfg.seed, images, index, steps.repeat(len(take)))
+        perturbed = perturbed.view(len(take), retries, *take.images.shape[1:])
+        results.write_arrays(self.run_dir / "examples_perturbed.npz", images=take.images.numpy(),
+                             labels=take.labels.numpy(), index=take.index.numpy(), perturbed=perturbed.numpy())

@@ -12,10 +12,11 @@ import pytorch_lightning as pl
 import torch
 from robustlab.config import build
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from robustlab.data import Split, VisionDataModule
+from robustlab.pipelines import resume as resuming
 from robustlab.pipelines.devices import require_devices
+from robustlab.pipelines.tracking import training_loggers
 from robustlab.robustness.rpr import as_scores_fn, predict
 from robustlab.runs import layout
 
@@ -31,21 +32,39 @@ def timed(timings: dict, stage: str):
 
 
 def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, name: str,
-                   tensorboard: bool = False) -> Path:
-    """Fit ``model`` on ``data``; logs go to ``run_dir/name`` (CSV; TensorBoard events too when ``tensorboard``);
-    returns the checkpoint path (written atomically)."""
-    loggers = [CSVLogger(str(run_dir), name=name, version="")]
-    if tensorboard:  # the GAN's sample grids are images: TensorBoard shows them over training
-        loggers.append(TensorBoardLogger(str(run_dir), name=name, version="", default_hp_metric=False))
+                   tensorboard: bool = False, resume: resuming.Resume | None = None,
+                   logger_cfg: DictConfig | None = None) -> Path:
+    """Fit ``model`` on ``data``; logs go to ``run_dir/name`` (CSV; TensorBoard events too when ``tensorboard``:
+    the GAN's sample grids are images) and to the trackers of ``logger_cfg`` (the ``logger`` config group);
+    returns the checkpoint path (written atomically). With ``resume``, checkpoints every few epochs
+    outside the run folder, and a fit killed earlier continues from its last one
+    (robustlab.pipelines.resume); the model ends on the trainer's device (the GPU under trainer=auto there)."""
+    loggers = training_loggers(logger_cfg, run_dir, name, tensorboard)
     require_devices(trainer_cfg)
-    trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=loggers)
+    extra, folder, last = {}, None, None
+    if resume is not None and trainer_cfg.get("strategy") not in (None, "auto"):
+        # Each DDP process would need to agree on the checkpoint to resume; not supported, so train in one go.
+        log.info("training %s under strategy=%s: no resume checkpoints", name, trainer_cfg.strategy)
+        resume = None
+    if resume is not None:
+        folder = resume.root / resuming.training_key(model, data, trainer_cfg, name)
+        last = resuming.last_checkpoint(folder)
+        extra = {"enable_checkpointing": True, "callbacks": resuming.checkpoint_callbacks(resume, folder)}
+    trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=loggers, **extra)
+    if last is not None:
+        log.info("training %s resumes from %s", name, last)
     log.info("training %s on %d images for %d epochs", name, len(data.train), trainer.max_epochs)
-    trainer.fit(model, datamodule=data)
+    trainer.fit(model, datamodule=data, ckpt_path=None if last is None else str(last))
+    if resume is not None:
+        resuming.drop_checkpoint_callbacks(trainer)
     checkpoint = run_dir / layout.checkpoint_file(name)
     partial = checkpoint.with_suffix(".ckpt.tmp")
     trainer.save_checkpoint(str(partial))  # every DDP process must call it; rank 0 alone writes
     if trainer.is_global_zero:
         os.replace(partial, checkpoint)
+        if folder is not None:
+            resuming.finished(folder)
+    model.to(trainer.strategy.root_device)  # Lightning's teardown moved it to the CPU
     return checkpoint
 
 

@@ -1,5 +1,5 @@
-"""What a band means in every figure: the mean over seeds and its 95% percentile bootstrap
-confidence interval (``robustlab.stats``), so a shaded band or an error bar in the RPR, sweep and
+"""What a band means in every figure: the mean over seeds and its 95% Student's t confidence
+interval with n - 1 degrees of freedom (``robustlab.stats.t_mean``), so a shaded band or an error bar in the RPR, sweep and
 linear figures says the same thing.
 
 A point reached by fewer than two seeds has no interval (low and high are NaN): one seed says
@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from robustlab import stats
 from robustlab.plotting.style import distinct
 
-CI_NAME = "95% bootstrap CI"
+CI_NAME = "95% t CI"
 BAND_MEANING = f"{CI_NAME} of the mean over seeds"
 
 
@@ -29,7 +29,7 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
         return np.nan, np.nan, np.nan
     if len(x) == 1:
         return float(x[0]), np.nan, np.nan
-    ci = stats.bootstrap_mean(x)
+    ci = stats.t_mean(x)
     return ci.mean, ci.low, ci.high
 
 
@@ -50,7 +50,7 @@ def per_seed(curves: Sequence[tuple[Hashable, Sequence[float]]]) -> tuple[list, 
 
 
 def seed_band(curves: Sequence[tuple[Hashable, Sequence[float]]]) -> dict[str, np.ndarray]:
-    """Mean and 95% bootstrap CI over seeds, point by point, of (seed, values) curves.
+    """Mean and 95% t CI over seeds, point by point, of (seed, values) curves.
 
     Returns ``steps`` (0..length-1), ``mean``, ``low``, ``high`` and ``seeds`` (how many seeds
     reach each point).

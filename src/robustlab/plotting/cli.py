@@ -5,6 +5,10 @@
   robustlab-plot linear --multirun MULTIRUN_DIR --out OUT_DIR
   robustlab-plot dcgan  --run RUN_DIR | --multirun MULTIRUN_DIR --out OUT_DIR [--prefix PREFIX]
   robustlab-plot gan-augment --run RUN_DIR --out OUT_DIR
+  robustlab-plot operating-point --multirun MULTIRUN_DIR --out OUT_DIR
+  robustlab-plot inherent --run RUN_DIR --out OUT_DIR
+  robustlab-plot rpr-vs-exact --run RUN_DIR --out OUT_DIR
+  robustlab-plot corruptions --multirun MULTIRUN_DIR --out OUT_DIR [--name NAME]
 
 Bad input ends with one ``error:`` line on stderr and exit status 2, never a traceback.
 """
@@ -39,6 +43,21 @@ def parser() -> argparse.ArgumentParser:
     augment = sub.add_parser("gan-augment", help="M vs M_R vs M_R+G and the kept / rejected generated images from a run of experiment=rpr_gan_augment")
     augment.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_gan_augment`")
     augment.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
+    op = sub.add_parser("operating-point", help="robust ratio of M vs scheme strength and the crossing table from experiment=operating_point")
+    op.add_argument("--multirun", required=True, type=Path, help="multirun folder of experiment=operating_point (one job per seed)")
+    op.add_argument("--out", required=True, type=Path, help="folder for operating_point.{png,pdf} and its CSVs")
+    inherent = sub.add_parser("inherent", help="per-point agreement across models, hardest points, per class, from a run of experiment=rpr_inherent")
+    inherent.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_inherent`")
+    inherent.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files and inherent_agreement.csv")
+    exact = sub.add_parser("rpr-vs-exact", help="RPR p̂ beside exact / certified radii from a run of experiment=rpr_vs_exact")
+    exact.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_vs_exact`")
+    exact.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
+    corruptions = sub.add_parser("corruptions", help="examples of each corruption per severity, with its robust ratio, "
+                                 "from a multirun of experiment=rpr_sweep run with rpr.perturbed_examples > 0")
+    corruptions.add_argument("--multirun", required=True, type=Path,
+                             help="Hydra multirun folder over corruptions and severities")
+    corruptions.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files and the CSV")
+    corruptions.add_argument("--name", default="corruptions", help="file name stem (default: %(default)s)")
     return p
 
 
@@ -60,6 +79,18 @@ def run(args: argparse.Namespace) -> list[Path]:
         from robustlab.plotting.dcgan import plot_gan_augment
 
         return plot_gan_augment(args.run, args.out)
+    if args.command == "operating-point":
+        from robustlab.plotting.operating_point import plot_operating_point
+
+        return plot_operating_point(args.multirun, args.out)
+    if args.command in ("inherent", "rpr-vs-exact"):
+        from robustlab.plotting.inherent import plot_inherent, plot_rpr_vs_exact
+
+        return (plot_inherent if args.command == "inherent" else plot_rpr_vs_exact)(args.run, args.out)
+    if args.command == "corruptions":
+        from robustlab.plotting.corruptions import plot_corruptions
+
+        return plot_corruptions(args.multirun, args.out, args.name)
     from robustlab.plotting.sweep import plot_sweep
 
     return plot_sweep(args.multirun, args.out, args.name)

@@ -2,7 +2,7 @@
 
 Reads only what the runs logged (metrics.json, attack_curve.csv, weights.npz, misclassified.npz);
 never trains. A model is one ``model.epsilon`` (0 = regular); its seeds are averaged in the table
-(with sd, min-max and the 95% bootstrap CI of the mean) and drawn as a band (that CI, see
+(with sd, min-max and the 95% t CI of the mean) and drawn as a band (that CI, see
 ``bands``) in the attack figure; the per-sample figures (weights, misclassified images,
 score distributions) show each model's lowest seed.
 
@@ -127,7 +127,7 @@ def _train_accuracy(metrics: dict) -> float:
 def table_rows(runs: list[LinearRun]) -> list[dict]:
     """One row per model: train (the blog's running last-epoch accuracy) and test accuracy in %, and the
     epsilon where the unclipped exact attack takes test accuracy below 50%; mean, sd, min, max and the 95%
-    bootstrap CI of the mean (ci_low, ci_high) over seeds."""
+    t CI of the mean (ci_low, ci_high) over seeds."""
     rows = []
     for eps, group in by_model(runs).items():
         row = {"model": model_name(eps), "epsilon": eps, "seeds": len(group)}

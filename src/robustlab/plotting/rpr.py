@@ -3,7 +3,7 @@ from a multirun folder of seeds of one setting.
 
 Only reads what ``robustlab`` wrote (metrics.json, rpr_*.csv, examples_M_test.npz); never trains.
 With several seeds, Figures 3, 5 and the overlay draw the mean curve with a band and Figure 4 the
-mean bar with error bars (both the 95% bootstrap CI of the mean, see ``bands``); Figures 1 and 2
+mean bar with error bars (both the 95% t CI of the mean, see ``bands``); Figures 1 and 2
 show the lowest seed's images. Job folders without metrics.json are named and never averaged in.
 """
 
@@ -320,7 +320,7 @@ def per_class_title(runs: list[Run]) -> str:
 @themed
 def plot_per_class(runs: list[Run], out_dir: Path, name: str = "fig4_robust_per_class") -> list[Path]:
     """Figure 4: robust training images per class under M, each bar labelled with its class's robust share.
-    With seeds: the mean bar with the 95% bootstrap CI as error bars."""
+    With seeds: the mean bar with the 95% t CI as error bars."""
     classes_n = max(num_classes(r, r.rpr("M_train")) for r in runs)
     counts = [(r.metrics["seed"], per_class(r.rpr("M_train"), classes_n)) for r in runs]
     robust = seed_band([(seed, c["robust"]) for seed, c in counts])
@@ -389,7 +389,7 @@ def logged(metrics: dict, value: Callable[[dict], float]) -> float:
 
 
 def write_summary(runs: list[Run], path: Path) -> Path:
-    """The seeds' numbers as mean and 95% bootstrap CI (the figures' titles), with each seed's value."""
+    """The seeds' numbers as mean and 95% t CI (the figures' titles), with each seed's value."""
     rows = []
     for quantity, value in SUMMARY.items():
         mean, low, high = over_seeds(runs, lambda r: logged(r.metrics, value))

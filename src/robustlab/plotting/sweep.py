@@ -1,5 +1,5 @@
 """Robust ratio of M vs MAX_STEPS over a Hydra multirun: one line per perturbation setting, a band
-over seeds (95% bootstrap CI of the mean, see ``bands``), a tidy CSV with one row per finished run
+over seeds (95% t CI of the mean, see ``bands``), a tidy CSV with one row per finished run
 and a CSV of the plotted bands.
 
 A setting is identified by the run's ``perturbation`` description, so runs that differ only in

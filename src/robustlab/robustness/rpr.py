@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from robustlab.errors import RobustlabError, require
 from robustlab.robustness import counter_rng as rng
+from robustlab.robustness.estimate import flip_estimate
 from robustlab.robustness.fastpath import check_options, fast_forward, resolve_batch_size
 from robustlab.robustness.perturbations import Perturbation
 
@@ -81,7 +82,22 @@ class RPRResult:
         denominator = len(self.index) if over == "all" else int(self.correct.sum())
         return grid, (robust / denominator if denominator else np.full(len(grid), np.nan))
 
+    @property
+    def trials(self) -> np.ndarray:
+        """Retries that ran (the measure stops at the first failure): 0 for clean-misclassified points."""
+        return np.where(self.first_failure == NOT_FAILED, self.max_steps, self.first_failure)
+
+    @property
+    def failures(self) -> np.ndarray:
+        """Misclassified retries among them: 1 at the first failure, 0 otherwise."""
+        return (self.first_failure > 0).astype(np.int64)
+
+    def flip_probability(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(p̂, 95 % Clopper–Pearson low, high) of each point's flip probability (robustness.estimate)."""
+        return flip_estimate(self.failures, self.trials)
+
     def columns(self) -> dict[str, np.ndarray]:
+        p_hat, p_low, p_high = self.flip_probability()
         return {
             "index": self.index,
             "label": self.label,
@@ -90,6 +106,12 @@ class RPRResult:
             "fail_pred": self.fail_pred,
             "steps": self.steps,
             "robust": self.robust.astype(np.int8),
+            # Derived from the columns above (from_columns recomputes them): files without them still load.
+            "trials": self.trials,
+            "failures": self.failures,
+            "p_hat": p_hat,
+            "p_low": p_low,
+            "p_high": p_high,
         }
 
     @classmethod
@@ -249,8 +271,11 @@ def _run(fn, images, labels, clean_pred, perturbation, max_steps, seed, indices,
     fail_pred = torch.full((n,), -1, dtype=torch.int64, device=device)
     done = torch.zeros(n, dtype=torch.int64, device=device)
     bar = tqdm(total=n, desc=desc, unit="pt", disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    bar.update(n - len(schedule.pending))  # clean-misclassified points are done (and not robust) at once
-    robust_count = 0
+    # The bar counts points finished (of all n) and failures so far (clean-wrong or fooled by a retry).
+    # No "robust so far": robust points finish last, so a running robust ratio is biased low early.
+    clean_wrong = n - len(schedule.pending)
+    bar.update(clean_wrong)  # clean-misclassified points are done (and not robust) at once
+    failures = clean_wrong
     while schedule:
         points, blocks = schedule.next(done)
         owner = torch.repeat_interleave(torch.arange(len(points), device=device), blocks)
@@ -271,8 +296,8 @@ def _run(fn, images, labels, clean_pred, perturbation, max_steps, seed, indices,
         done[points] += blocks
         finished = points[failed | (done[points] >= max_steps)]
         schedule.retire(finished)
-        robust_count += int((first_failure[finished] == NOT_FAILED).sum())
+        failures += int(failed.sum())
         bar.update(len(finished))
-        bar.set_postfix(robust=f"{robust_count / max(bar.n, 1):.3f}", refresh=False)
+        bar.set_postfix_str(f"finished {bar.n}/{n}, failures so far {failures}", refresh=False)
     bar.close()
     return first_failure, fail_pred

@@ -22,6 +22,7 @@ import torch
 from robustlab import results
 from robustlab.errors import one_line_errors, require
 from robustlab.robustness.rpr import RPRResult
+from robustlab.robustness.summary import summarise
 from robustlab.runs.discover import job_folders
 from robustlab.runs.jobs import finished
 from robustlab.runs.layout import METRICS, rpr_file
@@ -109,8 +110,6 @@ def collect_shards(multirun: Path) -> list[tuple[Path, dict]]:
 
 def merge_multirun(multirun: str | Path, out: str | Path) -> list[Path]:
     """Write the merged rpr_M_test.csv and a metrics.json shaped like one run's into ``out``."""
-    from robustlab.pipelines.rpr_retrain import summarise  # that module imports this one
-
     multirun, out = Path(multirun), Path(out)
     shards = collect_shards(multirun)
     merged = merge_results([results.load_rpr(job / RPR_FILE) for job, _ in shards])

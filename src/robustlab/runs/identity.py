@@ -27,14 +27,16 @@ from typing import Any
 PACKAGE = Path(__file__).resolve().parents[1]  # src/robustlab
 
 # Modules that only read finished runs (relative to the package): not part of the code version.
-READERS = ("plotting/", "paper.py", "claims.py", "reporting.py", "report_results.py", "store.py", "experiments.py")
+READERS = ("plotting/", "paper.py", "claims.py", "reporting.py", "report_results.py", "report_retrain.py",
+           "report_inherent.py", "report_sections.py", "store.py", "experiments.py")
 
 # Dotted config keys that cannot change a result: output and data locations, the model cache folder,
-# CPU threads, progress and summary output, which GPU a job is pinned to, and rpr.reuse_from (a reused
+# CPU threads, progress and summary output, the RPR/attack cache folder, resume checkpoints, experiment loggers, which GPU a job is pinned to, and rpr.reuse_from (a reused
 # RPR is checked to be the one this job would measure). Everything else counts.
 IGNORED_KEYS = (
     "paths", "model_cache", "threads", "gpu_per_job", "rpr.reuse_from", "rpr.progress", "data.root",
     "data.download", "data.num_workers", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "result_cache", "resume_every_n_epochs", "logger",  # a cache folder, how often to checkpoint, where logs go
 )
 
 
