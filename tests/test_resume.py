@@ -15,7 +15,6 @@ import pytest
 
 from conftest import tiny_run_overrides
 from robustlab import experiments as ex
-from robustlab.errors import RobustlabError
 from robustlab.runs import io, jobs
 from robustlab.runs.identity import job_identity
 from robustlab.runs.schema import SCHEMA_VERSION, read_metrics, write_metrics
@@ -231,9 +230,11 @@ def test_a_sweep_killed_mid_job_resumes_without_running_finished_jobs_again(tiny
 
 
 def test_a_failed_job_does_not_stop_the_others_and_its_dependents_are_skipped(tiny_mnist_root, tmp_path, capfd):
-    """Job 1 fails while it runs (perturbation.k larger than the image, found once the data is read); job 0 still runs; the group reading job 1's M is skipped, naming it;
-    the summary names the failure; exit status 1."""
-    folder = experiment_file(tmp_path / "e", tiny_mnist_root, sweep="perturbation.k=3,100000", after=True)
+    """Job 1 fails while it runs (its rpr.reuse_from folder holds no RPR: a bad sweep value such as
+    rpr.max_steps=0 is refused by the config pre-check before any job); job 0 still runs; the group
+    reading job 1's M is skipped, naming it; the summary names the failure; exit status 1."""
+    nowhere = tmp_path / "nowhere"
+    folder = experiment_file(tmp_path / "e", tiny_mnist_root, sweep=f"rpr.reuse_from=null,{nowhere}", after=True)
     argv = ["run", "--profile", "quick", "--output", str(tmp_path / "out"), "--experiments", str(folder)]
     with pytest.raises(SystemExit) as exit_:
         ex.main(argv)
@@ -241,7 +242,8 @@ def test_a_failed_job_does_not_stop_the_others_and_its_dependents_are_skipped(ti
     group = tmp_path / "out" / "reproduce" / "quick" / "tiny"
     assert exit_.value.code == 1
     assert jobs.finished(group / "0") and jobs.read_marker(group / "1")["state"] == jobs.FAILED
-    assert "job 1/3 tiny perturbation.k=3: done in" in out
-    assert "job 2/3 tiny perturbation.k=100000: FAILED after" in out and "perturbation.k=100000 is larger than the" in out
+    assert "job 1/3 tiny rpr.reuse_from=null: done in" in out
+    why = f"RPR results missing: {nowhere / 'rpr_M_test.csv'}"
+    assert f"job 2/3 tiny rpr.reuse_from={nowhere}: FAILED after" in out and why in out
     assert f"skipped: after needs {group / '1' / 'M.ckpt'} from run group tiny, which has no finished job there" in out
-    assert "1 of 3 jobs failed:" in err and "  tiny perturbation.k=100000: perturbation.k=100000 is larger than the" in err
+    assert "1 of 3 jobs failed:" in err and f"  tiny rpr.reuse_from={nowhere}: {why}" in err

@@ -12,6 +12,8 @@ import json
 import math
 from pathlib import Path
 
+from robustlab.runs.layout import group_dir, metrics_path
+
 GROUPS = ("rpr_inherent", "rpr_vs_exact")
 BEYOND_CLASS = 0.1  # kappa above the class-only baseline that counts as knowing more than the class
 OF_CEILING = 0.5  # share of the test-retest kappa that counts as "mostly the point, not the model"
@@ -56,7 +58,7 @@ def verdict(point: str, arch: float | None, retest: float | None, class_only: fl
 
 
 def _metrics(root: Path, profile: str, group: str) -> dict | None:
-    path = Path(root) / "reproduce" / profile / group / "metrics.json"
+    path = metrics_path(group_dir(root, profile, group))
     return json.loads(path.read_text()) if path.is_file() else None
 
 

@@ -29,12 +29,13 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from robustlab.errors import RobustlabError, require
+from robustlab.runs import layout
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("csv", "tensorboard", "mlflow", "wandb")
 EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}  # backend -> its pip extra (the package has the same name)
-ATTACK_CURVE = "attack_curve.csv"
+ATTACK_CURVE = layout.ATTACK_CURVE
 TENSORBOARD_DIR = "tensorboard"  # publish()'s scalars; training events stay in <run>/<stage>/ as before
 
 _open: dict[tuple[str, str], object] = {}  # (backend, run folder) -> the tracker's run, shared by all stages
