@@ -25,6 +25,7 @@ folder of any run group by its name (e.g. {rpr_mnist}). Hydra's own ``${...}`` i
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import shlex
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
 PROFILES = Path(conf_dir()) / "profile"
 BLOCK = re.compile(r"^```yaml reproduce\n(.*?)^```", re.S | re.M)
+HYDRA_VALUE = re.compile(r"\$\{[^}]*\}")  # Hydra's own ${...}, resolved per job
 PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")
 
 
@@ -388,6 +390,11 @@ def missing_input(group: Group, ctx: Context, values: dict[str, str], groups: di
         for token in argv[1:]:
             value = token.partition("=")[2]
             if not value.startswith(str(folder)):
+                continue
+            if "${" in value:  # a per-job path (seed_${seed}/M.ckpt): some finished job must have made one
+                if not any(jobs.finished(folder / Path(hit).relative_to(folder).parts[0])
+                           for hit in glob.glob(HYDRA_VALUE.sub("*", value)) if Path(hit) != folder):
+                    return f"{value} from run group {name}, which has no finished job there; run ONLY={name} first"
                 continue
             path = Path(value)
             parts = path.relative_to(folder).parts if path != folder else ()

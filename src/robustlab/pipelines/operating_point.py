@@ -65,7 +65,7 @@ class OperatingPoint(RPRRetrain):
         metrics["points"] = {s: len(p) for s, p in points.items()}
         metrics["timings_s"] = self.timings
         metrics["wall_time_s"] = round(time.perf_counter() - started, 1)
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        results.write_metrics(self.run_dir, metrics)
         return metrics
 
     def point(self, model, perturbation, curve: dict, strength, split: str, split_points) -> dict:

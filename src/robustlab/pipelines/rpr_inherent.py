@@ -230,7 +230,7 @@ class RPRInherent:
                 "%s: mean kappa %s", scheme, {k: round(v["kappa"] or float("nan"), 3) for k, v in summary(rows).items()}
             )
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        results.write_metrics(self.run_dir, metrics)
         return metrics
 
     def metrics(self, models: dict, points) -> dict:

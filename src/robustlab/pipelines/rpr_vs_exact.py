@@ -217,7 +217,7 @@ class RPRVsExact:
         metrics["cnn"] = self.cnn_part()
         metrics["timings_s"], metrics["wall_time_s"] = self.timings, round(time.perf_counter() - started, 1)
         metrics["config"] = OmegaConf.to_container(cfg, resolve=True)
-        results.write_json(self.run_dir / results.METRICS, metrics)
+        results.write_metrics(self.run_dir, metrics)
         return metrics
 
     @staticmethod
