@@ -389,7 +389,7 @@ def missing_input(group: Group, ctx: Context, values: dict[str, str], groups: di
         folder = ctx.run_dir / name
         for token in argv[1:]:
             value = token.partition("=")[2]
-            if not value.startswith(str(folder)):
+            if value != str(folder) and not value.startswith(f"{folder}/"):  # rpr_fashion is not rpr_fashion_calibrated
                 continue
             if "${" in value:  # a per-job path (seed_${seed}/M.ckpt): some finished job must have made one
                 if not any(jobs.finished(folder / Path(hit).relative_to(folder).parts[0])
