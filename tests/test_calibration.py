@@ -13,7 +13,7 @@ from conftest import compose_config, tiny_run_overrides
 from robustlab.cli import run
 from robustlab.errors import RobustlabError
 from robustlab.plotting.operating_point import plot_operating_point
-from robustlab.robustness.calibration import COLUMNS, RESULTS, calibrated_strength, crossing, crossing_table, value_at
+from robustlab.robustness.calibration import COLUMNS, RESULTS, calibrated_strength, calibration_record, crossing, crossing_table, value_at
 
 # ---------------------------------------------------------------------------------------------
 # crossing() on known curves
@@ -145,3 +145,21 @@ def test_calibrated_retraining_reads_its_strength_from_the_logged_curves(op_run,
     with pytest.raises(RobustlabError, match="measured MAX_STEPS 5, this run uses 7"):
         run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", **{
             "profile.max_steps": 7, "rpr.calibrate.source": str(op_run), "rpr.calibrate.target": target})), tmp_path / "bad")
+
+
+def test_a_target_never_crossed_is_the_runs_result_not_a_failure(op_run, tiny_mnist_root, tmp_path):
+    """A target below every point of the mean curve is never crossed: the run ends with its metrics written,
+    M / M_R / M_rand null and the reason logged; nothing is trained or measured at some other strength."""
+    frame = pd.concat([pd.read_csv(op_run / s / RESULTS) for s in ("seed_0", "seed_1")])
+    test = frame[(frame["curve"] == "gaussian") & (frame["split"] == "test")].groupby("strength")["robust_ratio"].mean()
+    target = float(test.min()) / 2 if test.min() > 0 else -0.5  # below every point of the mean curve
+    record = calibration_record(op_run, "gaussian", "test", target)
+    assert record["strength"] is None and record["not_reached"].startswith(f"M's test curve 'gaussian' never crosses {target}")
+    metrics = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", **{
+        "rpr.calibrate.source": str(op_run), "rpr.calibrate.target": target})), tmp_path / "r")
+    assert metrics["calibration_not_reached"] == record["not_reached"]
+    assert metrics["calibration"]["strength"] is None and metrics["calibration"]["used"] is None
+    assert metrics["M"]["test"]["robust_ratio"] is None and metrics["M_R"]["test_accuracy"] is None
+    written = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert written["calibration_not_reached"] == record["not_reached"] and written["M_R"]["test"]["robust_ratio"] is None
+    assert not list((tmp_path / "r").glob("*.ckpt")) and not list((tmp_path / "r").glob("rpr_*.csv"))

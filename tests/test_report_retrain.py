@@ -105,3 +105,39 @@ def test_fashion_block_verdict_says_dataset_differs_and_sizes_match(tmp_path):
     assert len(fashion) == 5 and (fashion["n"] == 3).all()
     assert fashion["verdict"].str.endswith("; dataset differs: Fashion-MNIST, not the paper's MNIST, sizes match").all()
     assert "0 not comparable" in counts(fashion) and "undefined" not in counts(fashion)
+
+
+def test_a_seed_without_m_r_is_undefined_in_the_claims_not_an_error(tmp_path):
+    """The pipeline writes M_R as null when a seed could not retrain (too few robust images): the claims on M_R
+    are undefined for that group (the seed is named), M's claims keep their numbers."""
+    from robustlab.claims import claims_frame
+    from robustlab.reporting import load_claims
+    from robustlab.store import collect_runs
+
+    root = tmp_path / "outputs"
+    (root / "reproduce" / "paper" / "rpr_fashion").mkdir(parents=True)
+    (root / "reproduce" / "paper" / "rpr_fashion" / "multirun.yaml").write_text("hydra: {}\n")  # one group, as Hydra leaves it
+    for seed in range(3):
+        m = rpr_metrics(seed) | {"M_train": {"points": 60000, "robust_ratio": 0.6}}
+        if seed == 1:
+            m |= {"retrain_skipped": "robust subset too small to train on: classes {3: 2}",
+                  "M_R": {"test_accuracy": None, "test": {"robust_ratio": None}}}
+            m["subset"]["per_class_taken"] = None
+        write_run(root / "reproduce" / "paper" / "rpr_fashion" / f"seed_{seed}", config("rpr_fashion", seed), m)
+    frame = claims_frame(collect_runs(root)[0], "paper", load_claims()).set_index("claim")
+    assert frame.loc["paper protocol on Fashion-MNIST: M_R test accuracy", "ci_status"] == "undefined (metric null in 1 run)"
+    assert frame.loc["paper protocol on Fashion-MNIST: M test accuracy", "n"] == 3
+
+
+def test_a_calibration_never_reached_is_shown_as_the_finding(tmp_path):
+    root = tmp_path / "outputs"
+    reason = "M's train curve 'gaussian' never crosses 0.7128 at the measured strengths [0.15, 0.3] (mean ratios [0.6, 0.4])"
+    cal = {"split": "train", "target": 0.7128, "param": "sigma", "strength": None, "used": None, "source": "x",
+           "curve": "gaussian", "not_reached": reason}
+    for seed in range(2):
+        m = retrain_metrics(seed, 0.3, 0.3) | {"calibration": cal, "calibration_not_reached": reason}
+        write_run(root / "reproduce" / "paper" / "rpr_calibrated" / f"gaussian_train_seed_{seed}", config("rpr_calibrated", seed), m)
+    calibrated = [t for t in retraining_section(root, "paper") if "rpr_calibrated" in (t.note or t.caption)]
+    assert len(calibrated) == 1 and calibrated[0].rows == []
+    assert "train ratio 0.7128 not crossed" in calibrated[0].note and "2 seed(s): nothing measured" in calibrated[0].note
+    assert reason in calibrated[0].note

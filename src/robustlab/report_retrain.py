@@ -28,6 +28,8 @@ def point_of(run: dict) -> str:
     cal = run.get("calibration")
     if not cal:
         return f"literal: {run.get('perturbation')}"
+    if cal.get("strength") is None:  # the curve never reached the target: the run measured nothing
+        return f"calibrated: {cal['curve']} ({cal['split']} ratio {cal['target']} not crossed at the measured strengths)"
     return (f"calibrated: {run.get('perturbation')} ({cal['split']} ratio {cal['target']} crossed at "
             f"{cal['param']} = {cal['strength']:.4g})")
 
@@ -89,6 +91,11 @@ def point_table(dataset: str, group: str, point: str, runs: list[dict], profile:
         rows.append([name, size or str(measured(runs[0], "data.train_images")), cell(acc), cell(ratio), str(n)])
     skipped = [r for r in runs if r.get("retrain_skipped")]
     train = _ci(_values(runs, "M_train.robust_ratio"))[0]
+    not_reached = [r["calibration_not_reached"] for r in runs if r.get("calibration_not_reached")]
+    if not_reached:  # a finding, not a failure: no strength within the measured ones gives the paper's number
+        return Table(f"{TITLE} {dataset}, {point.split(':')[0]}", note=(
+            f"{dataset}, {point}; run group `reproduce/{profile}/{group}`, {len(not_reached)} seed(s): nothing measured, "
+            f"because {not_reached[0]}."))
     sentence = verdict(_values(runs, "M_R.test.robust_ratio"), _values(runs, "M_rand.test.robust_ratio"),
                        len(skipped), skipped[0]["retrain_skipped"] if skipped else "")
     points = "/".join(sorted({str(measured(r, "M.test.points")) for r in runs}))

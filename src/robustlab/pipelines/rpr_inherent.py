@@ -37,6 +37,7 @@ from robustlab.errors import require
 from robustlab.pipelines.rpr_retrain import sample_points
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.robustness import agreement
+from robustlab.robustness.calibration import calibrate_scheme
 from robustlab.robustness.fastpath import check_options
 from robustlab.robustness.rpr import RPRResult, measure_rpr
 
@@ -133,12 +134,27 @@ class RPRInherent:
             f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}",
         )
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)
-        self.points = {
-            str(k): build(v) for k, v in i.operating_points.items()
-        }  # bad scheme values fail here, before training
+        schemes = {str(k): OmegaConf.to_container(v, resolve=True) for k, v in i.operating_points.items()}
+        self.calibration = self.calibrate(schemes)
+        self.points = {k: build(OmegaConf.create(v)) for k, v in schemes.items()}  # bad values fail here, before training
         self.architectures = {str(k): v for k, v in i.architectures.items()}
         self.reference = next(iter(self.architectures))
         self.data: VisionDataModule = build(cfg.data)
+
+    def calibrate(self, schemes: dict[str, dict]) -> dict | None:
+        """With ``rpr.calibrate.source`` (an operating_point run group), the point ``inherent.calibrated_point`` takes
+        its strength from the logged curves of M (the same simple CNN on the same data), as rpr_calibrated does;
+        without it, the strength in the config. A curve that never crosses drops that point, and says so."""
+        wanted, name = self.cfg.rpr.get("calibrate") or {}, self.cfg.inherent.get("calibrated_point")
+        if not wanted.get("source") or not name:
+            return None
+        require(name in schemes, f"inherent.calibrated_point={name} is not one of inherent.operating_points ({', '.join(schemes)})")
+        record, schemes[name] = calibrate_scheme(schemes[name], wanted.source, wanted.get("split", "test"),
+                                                 wanted.get("target"), wanted.get("curve"), self.cfg.rpr.max_steps)
+        if record["used"] is None:
+            log.warning("%s; operating point '%s' dropped", record["not_reached"], name)
+            del schemes[name]
+        return record | {"point": name}
 
     @property
     def model_names(self) -> list[str]:
@@ -247,6 +263,7 @@ class RPRInherent:
             "least_fraction": cfg.inherent.least_fraction,
             "test_accuracy": {name: accuracy(model, self.data.test) for name, model in models.items()},
             "operating_points": {},
+            "calibration": self.calibration,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
 

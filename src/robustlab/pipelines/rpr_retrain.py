@@ -27,7 +27,7 @@ from robustlab.pipelines.measure_cache import CachedRPR, result_cache
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.reporting import claims_table
-from robustlab.robustness.calibration import calibrated_strength
+from robustlab.robustness.calibration import calibrate_scheme
 from robustlab.robustness.fastpath import check_options
 from robustlab.robustness.perturbations import Perturbation
 from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
@@ -71,15 +71,10 @@ def calibrated_scheme(cfg: DictConfig) -> tuple[dict | None, DictConfig]:
     wanted = cfg.rpr.get("calibrate") or {}
     if not wanted.get("source"):
         return None, cfg.perturbation
-    p = cfg.perturbation
-    curve = wanted.get("curve") or (f"pixels_{p.count}_{p.value}" if p.name == "pixels" else p.name)
-    record = calibrated_strength(Path(wanted.source), curve, wanted.get("split", "test"), wanted.get("target"))
-    require(record["max_steps"] == cfg.rpr.max_steps, f"rpr.calibrate.source={wanted.source} measured MAX_STEPS "
-            f"{record['max_steps']}, this run uses {cfg.rpr.max_steps}; a strength calibrated at one MAX_STEPS says nothing at another")
-    value = max(1, round(record["strength"])) if record["param"] == "k" else float(record["strength"])  # k counts pixels
-    scheme = OmegaConf.to_container(p, resolve=True)
-    scheme.update({field: value for field in record["param"].split("+")})
-    return record | {"used": value}, OmegaConf.create(scheme)
+    record, scheme = calibrate_scheme(OmegaConf.to_container(cfg.perturbation, resolve=True), wanted.source,
+                                      wanted.get("split", "test"), wanted.get("target"), wanted.get("curve"), cfg.rpr.max_steps)
+    # A curve that never crosses leaves the scheme as configured; run() then records that as the result.
+    return record, OmegaConf.create(scheme)
 
 
 class RPRRetrain:
@@ -153,6 +148,8 @@ class RPRRetrain:
         self.processes = rpr_trainer(cfg.trainer, self.run_dir)  # None: this process measures every point
         self.data.setup()  # reads the data (or fails in one line) before any training
         self.perturbation.check_images(self.data.input_shape)
+        if self.calibration and self.calibration["strength"] is None:
+            return self.not_calibrated(started)
         model = self.model_m()
         test_points = sample_points(self.data.test, cfg.rpr.test_points, cfg.seed)
         if shard:
@@ -253,7 +250,8 @@ class RPRRetrain:
         reason = None if balance.on_shortfall == "error" else too_small(available, floor)
         if reason is not None:
             log.warning("%s; M_R and M_rand not trained", reason)
-            return out | {"retrain_skipped": reason, "subset": {"available_per_class": available.tolist()}}
+            return out | {"retrain_skipped": reason, **self.untrained(),
+                          "subset": {"available_per_class": available.tolist(), "per_class_taken": None, "subset_size": None}}
         chosen, subset = balanced_subset(
             rpr_train.index[robust], rpr_train.label[robust], self.data.num_classes,
             balance.per_class, balance.on_shortfall, seed=cfg.seed,
@@ -266,6 +264,25 @@ class RPRRetrain:
         if cfg.rpr.get("control"):  # after M_R, so M_R's numbers are those of a run without the control
             out |= self.control(chosen, test_points)
         return out
+
+    def untrained(self, names: tuple[str, ...] = ("M_R",)) -> dict:
+        """Null numbers for models a run did not train: a claim or table then reads them as undefined in this
+        run (one run of several seeds), never as a missing key (a broken run) nor as a number."""
+        names = (*names, "M_rand") if self.cfg.rpr.get("control") and "M_rand" not in names else names
+        return {name: {"test_accuracy": None, "test": {"robust_ratio": None}} for name in names}
+
+    def not_calibrated(self, started: float) -> dict:
+        """A calibrated run whose curve never reaches its target: the finding is the result (M, M_R and M_rand
+        null); training or measuring at some other strength would answer another question."""
+        reason = self.calibration["not_reached"]
+        log.warning("%s; nothing measured at this operating point", reason)
+        metrics = self.metrics() | {"calibration_not_reached": reason, **self.untrained(("M", "M_R"))}
+        if self.cfg.rpr.retrain:
+            metrics["M_train"] = {"robust_ratio": None}
+        metrics.update(timings_s=self.timings, rpr_source=self.rpr_sources, wall_time_s=round(time.perf_counter() - started, 1))
+        if is_rank_zero():
+            results.write_metrics(self.run_dir, metrics)
+        return metrics
 
     def control(self, chosen: np.ndarray, test_points: Split) -> dict:
         """M_rand: the architecture and training budget of M_R (same epochs and batch size on a subset of the same
@@ -304,7 +321,9 @@ class RPRRetrain:
                   f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}")
         lines = claims_table(metrics, header)
         subset = metrics.get("subset")
-        if metrics.get("retrain_skipped"):
+        if metrics.get("calibration_not_reached"):
+            lines.append(f"   not measured: {metrics['calibration_not_reached']}")
+        elif metrics.get("retrain_skipped"):
             lines.append(f"   M_R not trained: {metrics['retrain_skipped']}")
         elif subset:
             lines.append(f"   M_R trained on {subset['subset_size']} robust images ({subset['per_class_taken']} per class; "

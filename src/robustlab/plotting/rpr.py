@@ -336,7 +336,8 @@ def plot_per_class(runs: list[Run], out_dir: Path, name: str = "fig4_robust_per_
     for x, top, s in zip(classes, tops, share):
         ax.annotate(f"{s:.0%}" if np.isfinite(s) else "", (x, top), xytext=(0, 2), textcoords="offset points",
                     ha="center", va="bottom", fontsize=7)
-    taken = [r.metrics["subset"]["per_class_taken"] for r in runs if "per_class_taken" in r.metrics.get("subset", {})]
+    taken = [r.metrics["subset"]["per_class_taken"] for r in runs  # null: that seed did not retrain
+             if r.metrics.get("subset", {}).get("per_class_taken") is not None]
     if taken:
         ax.axhline(np.mean(taken), color=PALETTE[3], ls="--", lw=1,
                    label=f"taken per class to train {MODEL_NAMES['M_R']}: {joined(taken)}" + (" (line: mean)" if len(set(taken)) > 1 else ""))

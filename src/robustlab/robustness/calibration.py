@@ -6,7 +6,7 @@ strength where M's curve crosses the paper's number. The curves are those an ``o
 logged (``operating_point.csv`` in each seed's job folder: one row per curve, strength and split); the
 crossing is read off the mean curve over seeds by linear interpolation between measured strengths.
 
-``calibrated_strength(folder, curve, split, target)`` is the public entry point: any pipeline or report
+``calibration_record(folder, curve, split, target)`` is the public entry point: any pipeline or report
 that needs k* or sigma* calls it with the operating-point run group's folder (``calibrate.source`` in
 the config, see conf/calibrate/default.yaml).
 """
@@ -89,19 +89,48 @@ def curve_crossing(curves: pd.DataFrame, curve: str, split: str, target: float) 
     return crossing(part["strength"], part["mean"], target)
 
 
-def calibrated_strength(folder: Path, curve: str, split: str = "test", target: float | None = None) -> dict:
-    """The strength where the mean ``split`` curve ``curve`` crosses ``target`` (default: the paper's number for
-    that split), with its provenance; one line when the curve never crosses it within the measured strengths."""
+def calibration_record(folder: Path, curve: str, split: str = "test", target: float | None = None) -> dict:
+    """Where the mean ``split`` curve ``curve`` crosses ``target`` (default: the paper's number for that split),
+    with its provenance. A curve that never crosses it within the measured strengths is a finding about the
+    model, not an error: ``strength`` is then None and ``not_reached`` says so in one line."""
     require(split in PAPER_TARGETS, f"calibrate split must be 'test' or 'train', got '{split}'")
     target = PAPER_TARGETS[split] if target is None else float(target)
     curves = mean_curves(load_results(folder))
     strength = curve_crossing(curves, curve, split, target)
     part = curves[(curves["curve"] == curve) & (curves["split"] == split)].sort_values("strength")
-    require(strength is not None, f"M's {split} curve '{curve}' never crosses {target} at the measured strengths "
-            f"{part['strength'].tolist()} (mean ratios {[round(v, 4) for v in part['mean']]}); widen its strengths in the profile")
-    return {"source": str(Path(folder).resolve()), "curve": curve, "split": split, "target": target,
-            "param": str(part["param"].iloc[0]), "strength": strength, "seeds": int(part["seeds"].min()),
-            "max_steps": int(part["max_steps"].iloc[0])}
+    record = {"source": str(Path(folder).resolve()), "curve": curve, "split": split, "target": target,
+              "param": str(part["param"].iloc[0]), "strength": strength, "seeds": int(part["seeds"].min()),
+              "max_steps": int(part["max_steps"].iloc[0])}
+    if strength is None:
+        record["not_reached"] = (f"M's {split} curve '{curve}' never crosses {target} at the measured strengths "
+                                 f"{part['strength'].tolist()} (mean ratios {[round(v, 4) for v in part['mean']]})")
+    return record
+
+
+def calibrated_strength(folder: Path, curve: str, split: str = "test", target: float | None = None) -> dict:
+    """``calibration_record`` for a caller that needs a strength: one line when the curve never crosses."""
+    record = calibration_record(folder, curve, split, target)
+    require(record["strength"] is not None, f"{record.get('not_reached')}; widen its strengths in the profile")
+    return record
+
+
+def calibrate_scheme(scheme: dict, source: Path, split: str = "test", target: float | None = None,
+                     curve: str | None = None, max_steps: int | None = None) -> tuple[dict, dict]:
+    """(record, the scheme config at the calibrated strength) for a perturbation config given as a dict.
+
+    ``curve`` defaults to the operating-point curve of this scheme (pixels_<count>_<value> for pixels, else its
+    name); ``max_steps`` must match the one the curves were measured at. The record holds the strength found and
+    ``used``, the value written into the scheme (k rounded to whole pixels, at least 1). A curve that never
+    crosses leaves the scheme as it is and ``used`` None: the caller reports that as its result.
+    """
+    curve = curve or (f"pixels_{scheme['count']}_{scheme['value']}" if scheme["name"] == "pixels" else scheme["name"])
+    record = calibration_record(Path(source), curve, split, target)
+    require(max_steps is None or record["max_steps"] == max_steps, f"calibrate.source={source} measured MAX_STEPS "
+            f"{record['max_steps']}, this run uses {max_steps}; a strength calibrated at one MAX_STEPS says nothing at another")
+    if record["strength"] is None:
+        return record | {"used": None}, scheme
+    value = max(1, round(record["strength"])) if record["param"] == "k" else float(record["strength"])  # k counts pixels
+    return record | {"used": value}, {**scheme, **{name: value for name in record["param"].split("+")}}
 
 
 def crossing_table(frame: pd.DataFrame) -> pd.DataFrame:
