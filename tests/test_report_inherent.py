@@ -82,3 +82,24 @@ def test_relation_sentence_names_the_largest_gap():
     m["linear"]["0"]["per_eps"]["0.1"]["certified_share_of_rpr_robust"] = 1.0
     m["linear"]["0"]["per_eps"]["0.2"]["certified_share_of_rpr_robust"] = 1.0
     assert report.relation_sentence(m).startswith("Every point RPR deems robust")
+
+
+def test_the_sections_reach_the_latex_report_with_the_same_sentences(tmp_path):
+    from robustlab.paper import markdown_tex
+
+    folder = tmp_path / "reproduce" / "quick" / "rpr_inherent"
+    folder.mkdir(parents=True)
+    metrics = {"models": ["cnn", "mlp"], "retest": "cnn_retest", "max_steps": 250, "least_fraction": 0.1,
+               "data": {"name": "mnist", "train_images": 2000, "test_points": 100},
+               "calibration": {"point": "calibrated", "param": "k", "split": "test", "curve": "pixels_uniform_uniform",
+                               "target": 0.2957, "seeds": 3, "source": "/x/operating_point", "strength": 301.4, "used": 301},
+               "operating_points": {"literal": {"perturbation": "pixels(k=sqrt)", "robust_ratio": {"cnn": 0.5, "mlp": 0.4},
+                                                "agreement": agreement(0.6)}}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    inherent, _ = report.sections(tmp_path, "quick")
+    assert "crosses 0.2957 (3 seeds, `operating_point` group): 301.4, used 301." in inherent
+    tex = "\n".join(markdown_tex(inherent))
+    assert r"\subsection{Is robustness a property of the datapoint?}" in tex
+    assert "literal operating point the claim is supported" in tex and r"Cohen's $\kappa$" in tex
+    assert r"\begin{tabular}{lllll}" in tex and r"\textbf{literal}" in tex
+    assert "κ" not in tex and "|" not in tex.replace(r"\begin{tabular}{lllll}", "")

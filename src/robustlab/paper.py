@@ -103,8 +103,45 @@ TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#
                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
+# The report's prose uses a few Greek letters and symbols; pdflatex with T1 fonts has no glyph for them as text.
+TEX_UNICODE = {"κ": r"$\kappa$", "ρ": r"$\rho$", "ε": r"$\varepsilon$", "σ": r"$\sigma$", "∞": r"$\infty$",
+               "≤": r"$\le$", "≥": r"$\ge$", "×": r"$\times$", "−": "-", "–": "--", "—": "---", "’": "'", "≈": r"$\approx$"}
+
+
 def tex(text) -> str:
-    return "".join(TEX_SPECIAL.get(ch, ch) for ch in str(text))
+    escaped = "".join(TEX_SPECIAL.get(ch, TEX_UNICODE.get(ch, ch)) for ch in str(text))
+    return escaped.replace("p\u0302", r"$\hat{p}$")  # p-hat, written as p + combining circumflex
+
+
+GRID_CELL = re.compile(r"(?<!\\)\|")  # a Markdown grid's cell separator (not an escaped \|)
+
+
+def markdown_tex(text: str) -> list[str]:
+    """A Markdown section of robustlab.report_inherent in LaTeX: '## ' headings become subsections, '| ' grids
+    booktabs tables, paragraphs prose; **bold** becomes bold. The two formats then say the same thing."""
+    lines: list[str] = []
+    grid: list[str] = []
+
+    def flush() -> None:
+        if grid:
+            rows = [[c.strip().replace("\\|", "|") for c in GRID_CELL.split(g.strip())[1:-1]] for g in grid]
+            head, body = rows[0], rows[2:]  # rows[1] is the ---|--- rule
+            lines.extend([r"\begin{table}[H]\centering", tex_grid([tex(h) for h in head], body, "l" * len(head)).rstrip(),
+                          r"\end{table}", ""])
+            grid.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            grid.append(line)
+            continue
+        flush()
+        if line.startswith("## "):
+            lines += [rf"\subsection{{{tex(line[3:].strip())}}}", ""]
+        elif line.strip():
+            parts = re.split(r"\*\*(.+?)\*\*", line.replace("`", ""))  # odd parts were **bold**
+            lines += ["".join(rf"\textbf{{{tex(x)}}}" if i % 2 else tex(x) for i, x in enumerate(parts)), ""]
+    flush()
+    return lines
 
 
 def tex_grid(head: list[str], rows: list[list], spec: str) -> str:
@@ -233,7 +270,9 @@ def tex_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
     lines += [r"\end{itemize}", tex(counts(table)) + ".", "", r"\begin{table}[H]\centering",
               rf"\input{{tables/claims_{profile}.tex}}",
               rf"\caption{{Claims of the sources vs the runs of profile {tex(profile)}.}}", r"\end{table}", ""]
-    lines += retraining_tex(context["retraining"][profile], profile) + [r"\subsection{Other measured results}"]
+    lines += retraining_tex(context["retraining"][profile], profile)
+    lines += [line for text in inherent_sections(context["root"], profile) for line in markdown_tex(text)]
+    lines += [r"\subsection{Other measured results}"]
     lines += [line for table in context["measured"][profile] for line in tex_measured(table, profile)]
     pdfs = [p.with_suffix(".pdf") for p in figures(context["figures_root"] / profile)[0] if p.with_suffix(".pdf").is_file()]
     for pdf in pdfs:
