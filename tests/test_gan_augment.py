@@ -9,7 +9,7 @@ import pytest
 
 from conftest import compose_config, tiny_run_overrides
 from robustlab import results
-from robustlab.cli import run
+from robustlab.cli import run, summary_lines
 from robustlab.errors import RobustlabError
 from robustlab.pipelines.rpr_gan_augment import GENERATED_INDEX, RPRGanAugment
 from robustlab.plotting.dcgan import plot_gan_augment
@@ -55,7 +55,7 @@ def test_run_writes_metrics_table_and_per_point_results(augment_run):
 
 def test_summary_puts_the_papers_claims_beside_all_three_models(augment_run):
     _, metrics = augment_run
-    lines = RPRGanAugment.summary_lines(metrics)
+    lines = summary_lines(RPRGanAugment, metrics)
     assert lines[0].startswith("== rpr_gan_augment")
     assert any("M_R robust ratio (test)" in line for line in lines)
     assert any(line.strip().startswith("M_R+G") for line in lines)

@@ -15,6 +15,7 @@ import torch
 
 from conftest import balanced_labels, block_images, compose_config, write_idx_images, write_idx_labels
 from robustlab import results
+from robustlab.cli import summary_lines
 from robustlab.data.binary import BinaryDataModule
 from robustlab.errors import RobustlabError
 from robustlab.models.linear_hinge import LinearHinge, binary_correct, hinge, robust_hinge_loss
@@ -222,7 +223,7 @@ def test_claims_keys_exist_and_when_selects_the_runs_epsilon(linear_run):
     assert len(chosen) == 3 and all(c["when"]["epsilon"] == 0.1 for c in chosen)
     for c in claims["claims"]:
         lookup(metrics, c["key"])  # raises if the key does not exist in metrics.json
-    lines = LinearRobust.summary_lines(metrics)
+    lines = summary_lines(LinearRobust, metrics)
     assert lines[0].startswith("== linear_robust") and sum("robust eps 0.1" in line for line in lines) == 3
 
 

@@ -13,7 +13,7 @@ from robustlab.errors import RobustlabError
 from robustlab.paper import main as report_main
 from robustlab.reporting import load_claims
 from robustlab.stats import Interval, bootstrap_mean
-from robustlab.store import collect_runs
+from robustlab.runs.store import collect_runs
 
 # ---------------------------------------------------------------------------------------------
 # Bootstrap

@@ -88,7 +88,7 @@ def test_fashion_block_verdict_says_dataset_differs_and_sizes_match(tmp_path):
     from robustlab.claims import claims_frame, verdict as claim_verdict
     from robustlab.paper import counts
     from robustlab.reporting import load_claims
-    from robustlab.store import collect_runs
+    from robustlab.runs.store import collect_runs
 
     assert claim_verdict("outside CI", [], "Fashion-MNIST") == "outside CI; dataset differs: Fashion-MNIST, sizes match"
     assert claim_verdict("within CI", ["data.train_images"], "F") == (
@@ -112,7 +112,7 @@ def test_a_seed_without_m_r_is_undefined_in_the_claims_not_an_error(tmp_path):
     are undefined for that group (the seed is named), M's claims keep their numbers."""
     from robustlab.claims import claims_frame
     from robustlab.reporting import load_claims
-    from robustlab.store import collect_runs
+    from robustlab.runs.store import collect_runs
 
     root = tmp_path / "outputs"
     (root / "reproduce" / "paper" / "rpr_fashion").mkdir(parents=True)

@@ -22,7 +22,7 @@ from conftest import compose_config, tiny_run_overrides
 from robustlab import results
 from robustlab.cli import run
 from robustlab.errors import RobustlabError
-from robustlab.pipelines import devices
+from robustlab.pipelines import devices, shard_merge
 from robustlab.robustness import shards
 from robustlab.robustness.rpr import RPRResult
 
@@ -96,24 +96,24 @@ def test_two_shards_merge_to_the_unsharded_result(base_run, tiny_mnist_root, tmp
     assert not set(parts[0].index) & set(parts[1].index)
     same_points(shards.merge_results(parts[::-1]), unsharded)
 
-    shards.main(["--multirun", str(multirun), "--out", str(tmp_path / "merged")])
+    shard_merge.main(["--multirun", str(multirun), "--out", str(tmp_path / "merged")])
     same_points(results.load_rpr(tmp_path / "merged" / "rpr_M_test.csv"), unsharded)
     merged = json.loads((tmp_path / "merged" / "metrics.json").read_text())
     assert merged["M"]["test"] == json.loads(json.dumps(base_run[1]["M"]["test"]))  # robust ratio etc. of the whole
 
     shutil.copytree(multirun / "0", multirun / "2")
     with pytest.raises(RobustlabError, match=r"shard 0/2 appears twice: .*/0 and .*/2"):
-        shards.merge_multirun(multirun, tmp_path / "again")
+        shard_merge.merge_multirun(multirun, tmp_path / "again")
     shutil.rmtree(multirun / "2")
     shutil.rmtree(multirun / "1")
     with pytest.raises(RobustlabError, match=r"shard 1/2 missing"):
-        shards.merge_multirun(multirun, tmp_path / "again")
+        shard_merge.merge_multirun(multirun, tmp_path / "again")
     assert not (tmp_path / "again").exists()
 
 
 def test_merge_cli_error_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        shards.main(["--multirun", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
+        shard_merge.main(["--multirun", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: multirun directory not found: {tmp_path / 'nothing'}"]
 

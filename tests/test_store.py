@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from robustlab.errors import RobustlabError
-from robustlab.store import COLUMNS, collect_runs, main, numeric_leaves
+from robustlab.runs.store import COLUMNS, collect_runs, main, numeric_leaves
 
 RPR_VALUES = {0: (0.98, 0.90), 1: (0.97, 0.92), 2: (0.99, 0.91)}  # seed -> (M test accuracy, M robust ratio)
 

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from robustlab.configs import conf_dir
 from robustlab.configs.precheck import precheck, unknown_option  # noqa: F401  (unknown_option: tests)
 from robustlab.errors import RobustlabError, one_line_errors
+from robustlab.reporting import claims_table
 
 CONF_DIR = conf_dir()  # importing precheck registered the config groups' schemas (robustlab.configs.schema)
 log = logging.getLogger("robustlab")
@@ -42,9 +43,16 @@ def pipeline_class(path: str) -> type:
         raise RobustlabError(f"unknown pipeline '{path}'; set pipeline to a class path or pick an experiment=... preset") from None
 
 
+def summary_lines(pipeline: type, metrics: dict) -> list[str]:
+    """What to print at the end of a run: the claims the pipeline names (``pipeline.claims``: their
+    header, source and metrics), judged by the report's claims engine, then the pipeline's own lines."""
+    claims = getattr(pipeline, "claims", None)
+    lines = claims_table(**claims(metrics)) if claims is not None else []
+    return lines + pipeline.summary_lines(metrics)
+
+
 def print_summary(pipeline: type, metrics: dict) -> None:
-    """Each pipeline says what to print at the end (its claims beside the run's numbers)."""
-    for line in pipeline.summary_lines(metrics):
+    for line in summary_lines(pipeline, metrics):
         print(line)
 
 

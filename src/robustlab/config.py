@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as _instantiate
+from omegaconf import OmegaConf
 
 from robustlab.errors import RobustlabError
 
@@ -22,3 +23,8 @@ def build(node, **kwargs):
             raise cause from None
         message = str(cause or error).strip().splitlines()
         raise RobustlabError(f"bad config for {node.get('_target_', '?')}: {message[0] if message else error}") from None
+
+
+def grid_spec(spec) -> dict | list:
+    """A grid's config node (``{start, stop, num}`` or a list) as plain Python, for linspace_grid."""
+    return OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec

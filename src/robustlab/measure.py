@@ -133,7 +133,8 @@ def measure(cfg: DictConfig, run_dir: Path) -> dict:
     from robustlab import results
     from robustlab.config import build
     from robustlab.data.module import Split
-    from robustlab.pipelines.rpr_retrain import RPRRetrain, summarise
+    from robustlab.pipelines.rpr_retrain import RPRRetrain
+    from robustlab.robustness.summary import summarise
     from robustlab.robustness.rpr import measure_rpr
 
     perturbation = build(cfg.perturbation)

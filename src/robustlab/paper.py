@@ -32,7 +32,7 @@ from robustlab.report_sections import LATEX, MARKDOWN, README, existing, merge
 from robustlab.reporting import CLAIMS, claim_blocks, load_claims
 from robustlab.runs.layout import REPRODUCE, profile_dir
 from robustlab.stats import LEVEL
-from robustlab.store import collect_runs, report_skipped
+from robustlab.runs.store import collect_runs, report_skipped
 
 # One-line captions of the figures `make figures` draws; a figure not listed here is shown by name.
 FIGURES = {

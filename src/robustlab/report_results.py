@@ -17,7 +17,7 @@ from robustlab.stats import t_mean
 from robustlab.runs.discover import find_runs, group_folders
 from robustlab.runs.io import read_json_object
 from robustlab.runs.layout import TIMINGS, group_dir, profile_dir
-from robustlab.store import read_metrics
+from robustlab.runs.store import read_metrics
 
 
 @dataclass(frozen=True)

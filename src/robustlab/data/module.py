@@ -37,6 +37,15 @@ class Split:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
 
 
+def sample_points(split: Split, count: int | None, seed: int) -> Split:
+    """A seeded random subset of ``count`` points (all when None), kept in dataset order."""
+    if count is None or count >= len(split):
+        return split
+    require(count >= 1, f"rpr point counts must be >= 1 or null (all), got {count}")
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:count]
+    return split.take(order.sort().values)
+
+
 def train_val_split(n: int, train_subset: int | None, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic per seed: shuffle 0..n-1, keep ``train_subset`` of them, hold out ``val_fraction``."""
     require(0.0 <= val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {val_fraction}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,6 @@ from torchvision.utils import make_grid
 from robustlab.errors import require
 from robustlab.models.classifier import ImageClassifier
 from robustlab.models.minibatch import MinibatchDiscrimination
-from robustlab.results import atomic_write_bytes
 
 LATENTS = ("uniform", "normal")
 SAMPLES = "samples"  # folder of the fixed-noise grids, under the run's log folder (run_dir/G)
@@ -128,6 +128,14 @@ def check_options(latent_dim, latent, g_width, d_width, lr, betas, semi_supervis
     require(not semi_supervised or (isinstance(labels_per_class, int) and labels_per_class >= 1),
             f"model.labels_per_class must be a positive integer, got {labels_per_class}")
     require(every >= 1 and grid >= 1, f"model.sample_every_n_steps and model.sample_grid must be >= 1, got {every} and {grid}")
+
+
+def write_file(path: Path, data: bytes) -> Path:
+    """A plain write (the folder made first): the default of DCGAN.write_grid."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
 
 
 class DCGAN(pl.LightningModule):
@@ -284,6 +292,10 @@ class DCGAN(pl.LightningModule):
         return [torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas),
                 torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr, betas=betas)]
 
+    # How the sample grids reach the disk: a plain write here (the model does no run I/O); the pipeline
+    # sets robustlab.runs.io.atomic_write_bytes (robustlab.pipelines.dcgan.train_gan).
+    write_grid: Callable[[Path, bytes], object] = staticmethod(write_file)
+
     def configure_callbacks(self):
         return [SampleGrid(self.hparams.sample_every_n_steps)]
 
@@ -322,9 +334,10 @@ def png_bytes(images: torch.Tensor, columns: int) -> tuple[bytes, torch.Tensor]:
     return buffer.getvalue(), grid
 
 
-def save_grid(path: Path, images: torch.Tensor, columns: int) -> torch.Tensor:
+def save_grid(path: Path, images: torch.Tensor, columns: int, write: Callable[[Path, bytes], object]) -> torch.Tensor:
+    """The grid as a PNG at ``path``, written by ``write(path, data)``; the grid tensor."""
     data, grid = png_bytes(images, columns)
-    atomic_write_bytes(path, data)
+    write(path, data)
     return grid
 
 
@@ -339,7 +352,7 @@ class SampleGrid(pl.Callback):
         if not trainer.is_global_zero:
             return
         path = Path(trainer.log_dir or trainer.default_root_dir) / SAMPLES / f"step_{module.iteration:06d}.png"
-        grid = save_grid(path, module.fixed_samples(), module.grid_columns)
+        grid = save_grid(path, module.fixed_samples(), module.grid_columns, module.write_grid)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("samples", grid, module.iteration)

@@ -15,17 +15,16 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
-from robustlab.config import build
-from robustlab.data import VisionDataModule
+from robustlab.config import build, grid_spec
+from robustlab.data import VisionDataModule, sample_points
 from robustlab.errors import require
 from robustlab.models import load_classifier
 from robustlab.pipelines.devices import compute_device, runtime_info
-from robustlab.pipelines.linear_robust import CURVE, grid_spec
 from robustlab.pipelines.measure_cache import attack_key, cached_curve, result_cache
 from robustlab.pipelines.training import timed
-from robustlab.pipelines.rpr_retrain import sample_points
 from robustlab.robustness.attacks import Attack, accuracy_under_attack, clean_accuracy, crossing, linspace_grid
 from robustlab.robustness.fastpath import check_options, fast_forward
+from robustlab.runs import layout
 
 EXPERIMENT = "cnn_attack"
 
@@ -76,7 +75,7 @@ class CNNAttack:
                     accuracy = self.curve(name, attack, points)
                 columns[f"{name}_{attack_name}"] = accuracy
                 per_model[name][attack_name] = crossing(self.grid, accuracy) | {"accuracy_at_max_eps": float(accuracy[-1])}
-        results.write_table(self.run_dir / CURVE, columns)
+        results.write_table(self.run_dir / layout.ATTACK_CURVE, columns)
         metrics = {
             "experiment": EXPERIMENT, "profile": cfg.profile.name, "seed": cfg.seed,
             "data": {"name": cfg.data.name, "root": str(Path(cfg.data.root).resolve()), "test_points": len(points), "test_images": len(self.data.test)},

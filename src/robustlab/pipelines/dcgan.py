@@ -28,43 +28,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
 from robustlab.config import build
-from robustlab.data import Split, VisionDataModule
+from robustlab.data import Split, VisionDataModule, sample_points
 from robustlab.errors import require
 from robustlab.runs import layout
 from robustlab.evaluation import load_judge, quality_report
 from robustlab.models.dcgan import DCGAN, DiscriminatorClassifier, save_grid
 from robustlab.pipelines.devices import compute_device, runtime_info
-from robustlab.pipelines.resume import Resume, resume_from_config
-from robustlab.pipelines.rpr_retrain import sample_points
+from robustlab.pipelines.gan_training import generate, train_gan, with_epochs
+from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.robustness.subsets import balanced_subset
+from robustlab.runs.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "dcgan"
-GAN = "G"  # log folder and checkpoint name of the GAN
 INTERPOLATION = "interpolation"
 HISTOGRAM = layout.CLASS_HISTOGRAM
 OPTIONS = ("minibatch_discrimination", "semi_supervised", "feature_matching", "conditional")
-
-
-def with_epochs(trainer_cfg: DictConfig, epochs: int) -> DictConfig:
-    return OmegaConf.merge(trainer_cfg, {"max_epochs": int(epochs)})
-
-
-def train_gan(model: DCGAN, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, timings: dict,
-              resume: Resume | None = None, logger_cfg: DictConfig | None = None) -> dict:
-    """Fit G and D (logs and sample grids in run_dir/G, checkpoint run_dir/G.ckpt); the training summary."""
-    with timed(timings, f"train_{GAN}"):
-        fit_classifier(model, data, trainer_cfg, run_dir, GAN, tensorboard=True, resume=resume, logger_cfg=logger_cfg)
-    logged = model.trainer.callback_metrics
-    last = {key.split("/")[-1]: float(value) for key, value in logged.items() if key.startswith("train/")}
-    return {"steps": model.iteration, "epochs": int(trainer_cfg.max_epochs), "images": len(data.train), "batch_size": data.batch_size, "final": last}
-
-
-def generate(model: DCGAN, count: int, seed: int, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """``count`` images of G for a seeded set of codes (and, for a conditional G, the given classes)."""
-    return model.generate(model.noise(count, torch.Generator().manual_seed(seed)), labels)
 
 
 def interpolate(model: DCGAN, pairs: int, steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -136,7 +117,7 @@ class DCGANRun:
         images, classes = interpolate(self.model, i.pairs, i.steps, self.cfg.seed + 1)
         extra = {} if classes is None else {"classes": classes.numpy()}
         results.write_arrays(self.run_dir / f"{INTERPOLATION}.npz", images=images.numpy(), alpha=np.linspace(0.0, 1.0, i.steps), **extra)
-        save_grid(self.run_dir / f"{INTERPOLATION}.png", images.flatten(0, 1), i.steps)
+        save_grid(self.run_dir / f"{INTERPOLATION}.png", images.flatten(0, 1), i.steps, atomic_write_bytes)
 
     def quality(self) -> dict:
         """Fréchet distance and class histograms, all sets of one size (the distance's bias depends on it)."""

@@ -22,14 +22,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
-from robustlab.config import build
+from robustlab.config import build, grid_spec
 from robustlab.data.binary import BinaryDataModule
 from robustlab.errors import require
 from robustlab.models.linear_hinge import LinearHinge
 from robustlab.pipelines.devices import runtime_info
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import fit_classifier, timed
-from robustlab.reporting import claims_table
 from robustlab.robustness.attacks import Attack, attacked, accuracy_under_attack, clean_accuracy, correct, crossing, linspace_grid
 from robustlab.runs import layout
 
@@ -37,10 +36,6 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "linear_robust"
 CURVE, WEIGHTS, MISCLASSIFIED = layout.ATTACK_CURVE, layout.WEIGHTS, layout.MISCLASSIFIED
-
-
-def grid_spec(spec) -> dict | list:
-    return OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec
 
 
 class LinearRobust:
@@ -142,10 +137,15 @@ class LinearRobust:
         }
 
     @staticmethod
-    def summary_lines(metrics: dict) -> list[str]:
-        """What the CLI prints after a run: the blog's claims for this run's epsilon beside this run's numbers."""
+    def claims(metrics: dict) -> dict:
+        """What the CLI prints after a run (robustlab.cli.summary_lines): the blog's claims for this run's epsilon
+        beside this run's numbers."""
         d, m = metrics["data"], metrics["model"]
         header = (f"{EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} digits {d['digits']} "
                   f"({d['train_images']} train / {d['test_images']} test images) | eps={metrics['epsilon']} lr={m['lr']} "
                   f"reduction={m['reduction']} epochs={m['epochs']}")
-        return claims_table(metrics, header, source="blog")
+        return {"metrics": metrics, "header": header, "source": "blog"}
+
+    @staticmethod
+    def summary_lines(metrics: dict) -> list[str]:
+        return []

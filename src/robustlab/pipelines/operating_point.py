@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from robustlab import results
 from robustlab.config import build
 from robustlab.errors import require
-from robustlab.pipelines.rpr_retrain import RPRRetrain, sample_points
+from robustlab.data import sample_points
+from robustlab.pipelines.rpr_retrain import RPRRetrain
 from robustlab.pipelines.training import accuracy
 from robustlab.robustness.calibration import COLUMNS, RESULTS
 from robustlab.robustness.rpr import measure_rpr
@@ -81,6 +82,8 @@ class OperatingPoint(RPRRetrain):
         return {"curve": curve["name"], "scheme": curve["scheme"], "param": param, "strength": float(strength), "split": split,
                 "points": exact.n, "robust": robust, "robust_ratio": exact.mean, "cp_low": exact.low, "cp_high": exact.high,
                 "clean_accuracy": float(result.correct.mean()), "max_steps": int(r.max_steps), "seed": int(self.cfg.seed)}
+
+    claims = None  # no claims table: the calibration curves are the result
 
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:

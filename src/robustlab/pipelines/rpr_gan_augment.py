@@ -26,15 +26,16 @@ from omegaconf import DictConfig
 
 from robustlab import results
 from robustlab.config import build
-from robustlab.data import Split, VisionDataModule
+from robustlab.data import Split, VisionDataModule, sample_points
 from robustlab.errors import require
 from robustlab.runs import layout
 from robustlab.evaluation import quality_report
 from robustlab.models.dcgan import DCGAN
-from robustlab.pipelines.dcgan import generate, train_gan, with_epochs
-from robustlab.pipelines.rpr_retrain import RPRRetrain, sample_points, summarise
+from robustlab.pipelines.gan_training import generate, train_gan, with_epochs
+from robustlab.pipelines.rpr_retrain import RPRRetrain
 from robustlab.pipelines.training import accuracy
 from robustlab.robustness.rpr import RPRResult
+from robustlab.robustness.summary import summarise
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +151,15 @@ class RPRGanAugment(RPRRetrain):
         )
 
     @staticmethod
+    def claims(metrics: dict) -> dict:
+        """The paper's claims for M and M_R (trained here exactly as in rpr_retrain)."""
+        claims = RPRRetrain.claims(metrics | {"experiment": "rpr_retrain"})
+        return claims | {"header": claims["header"].replace("rpr_retrain", EXPERIMENT, 1)}
+
+    @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
-        """The paper's claims for M and M_R (trained here exactly as in rpr_retrain), then G and M_R+G."""
+        """After the claims: how M_R was trained, then G and M_R+G."""
         lines = RPRRetrain.summary_lines(metrics | {"experiment": "rpr_retrain"})
-        lines[0] = lines[0].replace("rpr_retrain", EXPERIMENT, 1)
         g = metrics["gan"]
         lines.append(f"   G: conditional DCGAN, {g['training']['steps']} steps on the {g['training']['images']} robust images; kept "
                      f"{g['kept']} of {g['generated']} generated images ({g['classified_as_intended']:.1%} classified as intended), "

@@ -32,9 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
 from robustlab.config import build
-from robustlab.data import VisionDataModule
+from robustlab.data import VisionDataModule, sample_points
 from robustlab.errors import require
-from robustlab.pipelines.rpr_retrain import sample_points
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.robustness import agreement
 from robustlab.robustness.calibration import calibrate_scheme

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
 from robustlab.config import build
-from robustlab.data import Split, VisionDataModule
+from robustlab.data import Split, VisionDataModule, sample_points
 from robustlab.errors import require
 from robustlab.runs import layout
 from robustlab.runs.schema import read_metrics
@@ -26,7 +26,6 @@ from robustlab.pipelines.devices import (
 from robustlab.pipelines.measure_cache import CachedRPR, result_cache
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
-from robustlab.reporting import claims_table
 from robustlab.robustness.calibration import calibrate_scheme
 from robustlab.robustness.fastpath import check_options
 from robustlab.robustness.perturbations import Perturbation
@@ -37,15 +36,6 @@ from robustlab.robustness.summary import summarise
 from robustlab.runs.identity import code_version
 
 log = logging.getLogger(__name__)
-
-
-def sample_points(split: Split, count: int | None, seed: int) -> Split:
-    """A seeded random subset of ``count`` points (all when None), kept in dataset order."""
-    if count is None or count >= len(split):
-        return split
-    require(count >= 1, f"rpr point counts must be >= 1 or null (all), got {count}")
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:count]
-    return split.take(order.sort().values)
 
 
 def model_cache_path(cfg: DictConfig) -> Path | None:
@@ -314,12 +304,18 @@ class RPRRetrain:
         }
 
     @staticmethod
-    def summary_lines(metrics: dict) -> list[str]:
-        """What the CLI prints after a run: the paper's claims beside this run's numbers."""
+    def claims(metrics: dict) -> dict:
+        """Which claims the CLI prints after a run (robustlab.cli.summary_lines, with the report's claims engine):
+        the paper's, beside this run's numbers, under this header."""
         d = metrics["data"]
         header = (f"{metrics['experiment']} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
                   f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}")
-        lines = claims_table(metrics, header)
+        return {"metrics": metrics, "header": header, "source": "paper"}
+
+    @staticmethod
+    def summary_lines(metrics: dict) -> list[str]:
+        """What the CLI prints after the claims: how M_R was trained (or why it was not)."""
+        lines = []
         subset = metrics.get("subset")
         if metrics.get("calibration_not_reached"):
             lines.append(f"   not measured: {metrics['calibration_not_reached']}")

@@ -27,10 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
 from robustlab.config import build
+from robustlab.data import sample_points
 from robustlab.data.binary import BinaryDataModule
 from robustlab.errors import require
 from robustlab.models import load_classifier
-from robustlab.pipelines.rpr_retrain import sample_points
 from robustlab.pipelines.training import fit_classifier, timed
 from robustlab.robustness.agreement import spearman
 from robustlab.robustness.exact import linear_exact_distance

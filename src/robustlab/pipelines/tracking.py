@@ -145,7 +145,7 @@ def run_numbers(run_dir: Path, metrics: dict) -> Iterator[tuple[str, float, int]
     """(name, value, step) for every number of the run: metrics.json's numeric leaves at step 0, the
     RPR curves (step = MAX_STEPS) and the attack curves (step = position on the epsilon grid)."""
     from robustlab import results
-    from robustlab.store import META_KEYS, numeric_leaves
+    from robustlab.runs.store import META_KEYS, numeric_leaves
 
     for name, value in numeric_leaves({k: v for k, v in metrics.items() if k not in META_KEYS}):
         if math.isfinite(value):  # NaN stands for "never reached" in the store; a tracker plots it as a gap anyway
@@ -195,7 +195,7 @@ def _to_mlflow(options: dict, run_dir: Path, metrics: dict, numbers: list) -> No
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from robustlab.store import flat_config
+    from robustlab.runs.store import flat_config
 
     client, run_id = MlflowClient(tracking_uri=options["tracking_uri"]), mlflow_run(options, run_dir)
     stamp = int(pd.Timestamp.now().timestamp() * 1000)

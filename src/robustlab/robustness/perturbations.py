@@ -187,25 +187,3 @@ class Blur(Perturbation):
 
 
 SCHEMES = {cls.name: cls for cls in (Pixels, Gaussian, SaltPepper, UniformLinf, Blur)}
-
-# The MNIST-C / ImageNet-C corruptions live in their own module (which builds on Perturbation above);
-# make_perturbation knows both sets, SCHEMES stays the five noise schemes.
-from robustlab.robustness.corruptions import CORRUPTIONS  # noqa: E402
-
-ALL_SCHEMES = SCHEMES | {cls.name: cls for cls in CORRUPTIONS}
-
-
-def make_perturbation(name: str, **params) -> Perturbation:
-    """Build a scheme by name; the Hydra configs in ``conf/perturbation`` call this."""
-    require(name in ALL_SCHEMES, f"unknown perturbation scheme '{name}'; choose one of {', '.join(ALL_SCHEMES)}")
-    try:
-        return ALL_SCHEMES[name](**params)
-    except TypeError as error:
-        raise_unknown_param(name, params, error)
-
-
-def raise_unknown_param(name: str, params: dict, error: TypeError) -> None:
-    allowed = [f for f in ALL_SCHEMES[name].__dataclass_fields__]
-    unknown = sorted(set(params) - set(allowed))
-    require(not unknown, f"perturbation '{name}' has no parameter(s) {unknown}; it takes {allowed}")
-    raise error

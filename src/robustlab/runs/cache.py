@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustlab.results import write_arrays, write_json
+from robustlab.runs.io import write_arrays, write_json
 from robustlab.runs.identity import digest
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ trust: a file is either complete or absent.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from robustlab.errors import RobustlabError, require
 
@@ -74,3 +76,22 @@ def read_json_object(path: Path, name: str) -> dict:
         raise RobustlabError(f"unreadable {name}: {error}") from None
     require(isinstance(data, dict), f"{name} holds a {type(data).__name__}, not an object")
     return data
+
+
+def write_table(path: str | Path, columns: dict[str, Any]) -> Path:
+    buffer = io.StringIO()
+    pd.DataFrame(columns).to_csv(buffer, index=False)
+    return atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def write_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    require(path.is_file(), f"result file missing: {path}; run the experiment that writes it first")
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
