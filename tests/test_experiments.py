@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_config, tiny_run_overrides
-from robustlab import experiments as ex
+from robustlab import reproduce as ex
 from robustlab.errors import RobustlabError
 
 ROOT = Path(__file__).resolve().parents[1]

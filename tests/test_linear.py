@@ -22,7 +22,7 @@ from robustlab.models.linear_hinge import LinearHinge, binary_correct, hinge, ro
 from robustlab.plotting import cli as plot_cli
 from robustlab.plotting import linear as plots
 from robustlab.pipelines.linear_robust import LinearRobust
-from robustlab.reporting import applies, experiment_claims, lookup
+from robustlab.report.claims import applies, experiment_claims, lookup
 
 
 def assert_one_line(error):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from test_store import RPR_VALUES, config, rpr_metrics, runs_root, write_run  # noqa: F401  (runs_root: fixture)
 
-from robustlab.claims import ci_status, claims_frame, verdict
+from robustlab.report.claims import ci_status, claims_frame, verdict
 from robustlab.errors import RobustlabError
-from robustlab.paper import main as report_main
-from robustlab.reporting import load_claims
+from robustlab.report.cli import main as report_main
+from robustlab.report.claims import load_claims
 from robustlab.stats import Interval, bootstrap_mean
 from robustlab.runs.store import collect_runs
 
@@ -200,7 +200,7 @@ def test_report_bad_profile_is_one_error_line(runs_root, tmp_path, capsys):
 
 
 def test_report_covers_every_profile_present_by_default(runs_root, tmp_path):
-    from robustlab.paper import present_profiles
+    from robustlab.report.cli import present_profiles
 
     assert present_profiles(runs_root)[0] == "paper"
     with pytest.raises(RobustlabError, match="no profile under"):
@@ -208,7 +208,7 @@ def test_report_covers_every_profile_present_by_default(runs_root, tmp_path):
 
 
 def test_a_claim_is_judged_on_the_protocol_keys_it_depends_on():
-    from robustlab.claims import claim_protocol
+    from robustlab.report.claims import claim_protocol
 
     block = {"protocol_check": {"data.train_images": 60000, "subset.per_class_taken": 1500}}
     assert claim_protocol(block, {"what": "M acc"}) == block["protocol_check"]
@@ -258,7 +258,7 @@ def measured_root(runs_root):
 
 
 def test_measured_tables_hold_the_runs_numbers(measured_root):
-    from robustlab.report_results import measured_tables
+    from robustlab.report.tables import measured_tables
 
     tables = {t.title: t for t in measured_tables(measured_root, "paper")}
     readings = tables["RPR: readings of the pixel scheme"]
@@ -340,7 +340,7 @@ def test_a_report_from_quick_runs_alone_keeps_the_paper_sections_byte_identical(
     machine: README, REPRODUCTION.md and report.tex keep the paper profile's sections as they were."""
     import shutil
 
-    from robustlab.report_sections import LATEX, MARKDOWN, README, split
+    from robustlab.report.sections import LATEX, MARKDOWN, README, split
 
     quick = runs_root / "reproduce" / "quick" / "rpr_mnist"
     quick.mkdir(parents=True)

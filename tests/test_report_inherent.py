@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from robustlab import report_inherent as report
+from robustlab.report import inherent as report
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_relation_sentence_names_the_largest_gap():
 
 
 def test_the_sections_reach_the_latex_report_with_the_same_sentences(tmp_path):
-    from robustlab.paper import markdown_tex
+    from robustlab.report.cli import markdown_tex
 
     folder = tmp_path / "reproduce" / "quick" / "rpr_inherent"
     folder.mkdir(parents=True)

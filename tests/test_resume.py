@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_run_overrides
-from robustlab import experiments as ex
+from robustlab import reproduce as ex
 from robustlab.runs import io, jobs
 from robustlab.runs.identity import job_identity
 from robustlab.runs.schema import SCHEMA_VERSION, read_metrics, write_metrics

@@ -28,7 +28,6 @@ from omegaconf import DictConfig, OmegaConf
 from robustlab.configs import conf_dir
 from robustlab.configs.precheck import precheck, unknown_option  # noqa: F401  (unknown_option: tests)
 from robustlab.errors import RobustlabError, one_line_errors
-from robustlab.reporting import claims_table
 
 CONF_DIR = conf_dir()  # importing precheck registered the config groups' schemas (robustlab.configs.schema)
 log = logging.getLogger("robustlab")
@@ -46,6 +45,8 @@ def pipeline_class(path: str) -> type:
 def summary_lines(pipeline: type, metrics: dict) -> list[str]:
     """What to print at the end of a run: the claims the pipeline names (``pipeline.claims``: their
     header, source and metrics), judged by the report's claims engine, then the pipeline's own lines."""
+    from robustlab.report.claims import claims_table  # here: the claims engine pulls in pandas, `--help` should not wait
+
     claims = getattr(pipeline, "claims", None)
     lines = claims_table(**claims(metrics)) if claims is not None else []
     return lines + pipeline.summary_lines(metrics)

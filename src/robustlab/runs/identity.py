@@ -27,8 +27,7 @@ from typing import Any
 PACKAGE = Path(__file__).resolve().parents[1]  # src/robustlab
 
 # Modules that only read finished runs (relative to the package): not part of the code version.
-READERS = ("plotting/", "paper.py", "claims.py", "reporting.py", "report_results.py", "report_retrain.py",
-           "report_inherent.py", "report_sections.py", "runs/store.py", "experiments.py")
+READERS = ("plotting/", "report/", "runs/store.py", "reproduce.py")
 
 # Dotted config keys that cannot change a result: output and data locations, the model cache folder,
 # CPU threads, progress and summary output, the RPR/attack cache folder, resume checkpoints, experiment loggers, which GPU a job is pinned to, and rpr.reuse_from (a reused

@@ -1,7 +1,7 @@
 """Report sections of issue 13, from logged runs only: "Is robustness a property of the datapoint?"
 (run group rpr_inherent) and "How RPR relates to exact robustness" (run group rpr_vs_exact).
 
-``sections(root, profile)`` returns Markdown strings for paper.py to place. Every number is read from
+``sections(root, profile)`` returns Markdown strings for robustlab.report.cli to place. Every number is read from
 ``<root>/reproduce/<profile>/<group>/metrics.json``; the verdict sentence comes from ``verdict``, a
 rule on those numbers (tests/test_report_inherent.py checks it), never from hand-written text.
 """

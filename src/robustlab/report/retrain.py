@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from robustlab.report_results import Table, group_runs, num
-from robustlab.reporting import measured
+from robustlab.errors import RobustlabError
+from robustlab.report.claims import measured
+from robustlab.report.tables import Table, group_runs, num
 from robustlab.stats import Interval, paired_difference, t_mean
 
 # (run group, dataset label); a group without runs is left out of the section with one line.
@@ -139,7 +140,7 @@ def _strength(value) -> str:
 
 def operating_points(root: Path, profile: str) -> Table:
     """Each curve's crossing strengths (the operating_point group) and whether one strength gives both targets."""
-    from robustlab.errors import RobustlabError
+    # Imported here: the robustness package pulls in torch, which `robustlab-report --help` should not wait for.
     from robustlab.robustness.calibration import PAPER_TARGETS, crossing_table, load_results
 
     title = "Operating point: where M's curves cross the paper's numbers"

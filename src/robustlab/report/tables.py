@@ -1,7 +1,7 @@
 """The report's "Other measured results": numbers the claims tables do not cover, read from the runs' metrics.json.
 
 One function per table; each returns a ``Table`` of text cells (or a one-line note when its run
-group has no finished run), which ``robustlab.paper`` renders as Markdown and LaTeX like the
+group has no finished run), which ``robustlab.report.cli`` renders as Markdown and LaTeX like the
 claims tables. Nothing is trained or recomputed here except the t intervals over seeds.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustlab.errors import RobustlabError
-from robustlab.reporting import measured  # a dotted metrics key; None where absent (older runs lack newer keys)
+from robustlab.report.claims import measured  # a dotted metrics key; None where absent (older runs lack newer keys)
 from robustlab.stats import t_mean
 from robustlab.runs.discover import find_runs, group_folders
 from robustlab.runs.io import read_json_object

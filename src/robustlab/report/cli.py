@@ -4,7 +4,7 @@
 
 writes, for each profile, OUT/tables/claims_<profile>.{csv,md,tex}, and OUT/REPRODUCTION.md and
 OUT/report.tex with one section per profile: the claims table, the other measured results
-(robustlab.report_results), then the figures found in FIGURES_ROOT/<profile>/ (a note names the
+(robustlab.report.tables), then the figures found in FIGURES_ROOT/<profile>/ (a note names the
 expected ones that are missing). With --readme FILE it also rewrites the compact claims tables
 between the ``generated:claims`` marker lines of FILE. Every sentence is either
 fixed method text or a number read from the runs; nothing is written that the data do not say.
@@ -21,18 +21,34 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustlab.claims import NOT_RUN, claims_frame, group_path, profile_runs
 from robustlab.errors import one_line_errors, require
-from robustlab.report_results import Table, measured_tables
-from robustlab.report_results import num as _num
-from robustlab.report_retrain import TITLE as RETRAIN_TITLE
-from robustlab.report_retrain import retraining_section
-from robustlab.report_inherent import sections as inherent_sections
-from robustlab.report_sections import LATEX, MARKDOWN, README, existing, merge
-from robustlab.reporting import CLAIMS, claim_blocks, load_claims
+from robustlab.report.claims import CLAIMS, NOT_RUN, claim_blocks, claims_frame, group_path, load_claims, profile_runs
+from robustlab.report.inherent import sections as inherent_sections
+from robustlab.report.render import (  # noqa: F401  (re-exported: the report's Markdown/LaTeX helpers)
+    GRID_CELL,
+    HEADER,
+    TEX_SPECIAL,
+    TEX_UNICODE,
+    _cells,
+    _ci,
+    _short_verdict,
+    markdown_grid,
+    markdown_table,
+    markdown_tex,
+    tex,
+    tex_grid,
+    tex_table,
+)
+from robustlab.report.retrain import TITLE as RETRAIN_TITLE
+from robustlab.report.retrain import retraining_section
+from robustlab.report.sections import LATEX, MARKDOWN, README, existing, merge
+from robustlab.report.tables import Table, measured_tables
+from robustlab.report.tables import num as _num
+from robustlab.runs.discover import profiles_with_runs
+from robustlab.runs.io import atomic_write_bytes
 from robustlab.runs.layout import REPRODUCE, profile_dir
-from robustlab.stats import LEVEL
 from robustlab.runs.store import collect_runs, report_skipped
+from robustlab.stats import LEVEL
 
 # One-line captions of the figures `make figures` draws; a figure not listed here is shown by name.
 FIGURES = {
@@ -73,96 +89,6 @@ METHOD = (f"Each claim is compared with the runs of its run group, one run per s
           "CI status: whether the source's value lies in that interval (with one seed the interval is the point itself). "
           "Verdict: the CI status when the runs used the source's protocol (protocol_check in paper/claims.yaml), "
           "otherwise not comparable, naming what differs.")
-
-
-def _ci(row) -> str:
-    return "-" if row["n"] == 0 else f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
-
-
-def _cells(row) -> list[str]:
-    return [row["claim"], row["where"], _num(row["claimed"]), _num(row["mean"]), _ci(row), str(row["n"]),
-            row["protocol"] or "-", row["ci_status"], row["verdict"]]
-
-
-HEADER = ["claim", "where", "claimed", "reproduced mean", "95% CI", "n seeds", "protocol of the runs", "CI status", "verdict"]
-
-
-def markdown_grid(header: list[str], rows: list[list]) -> str:
-    """Every Markdown table of the report: the claims and the other measured results."""
-    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    return markdown_grid(HEADER, [_cells(row) for _, row in frame.iterrows()])
-
-
-TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-# The report's prose uses a few Greek letters and symbols; pdflatex with T1 fonts has no glyph for them as text.
-TEX_UNICODE = {"κ": r"$\kappa$", "ρ": r"$\rho$", "ε": r"$\varepsilon$", "σ": r"$\sigma$", "∞": r"$\infty$",
-               "≤": r"$\le$", "≥": r"$\ge$", "×": r"$\times$", "−": "-", "–": "--", "—": "---", "’": "'", "≈": r"$\approx$"}
-
-
-def tex(text) -> str:
-    escaped = "".join(TEX_SPECIAL.get(ch, TEX_UNICODE.get(ch, ch)) for ch in str(text))
-    return escaped.replace("p\u0302", r"$\hat{p}$")  # p-hat, written as p + combining circumflex
-
-
-GRID_CELL = re.compile(r"(?<!\\)\|")  # a Markdown grid's cell separator (not an escaped \|)
-
-
-def markdown_tex(text: str) -> list[str]:
-    """A Markdown section of robustlab.report_inherent in LaTeX: '## ' headings become subsections, '| ' grids
-    booktabs tables, paragraphs prose; **bold** becomes bold. The two formats then say the same thing."""
-    lines: list[str] = []
-    grid: list[str] = []
-
-    def flush() -> None:
-        if grid:
-            rows = [[c.strip().replace("\\|", "|") for c in GRID_CELL.split(g.strip())[1:-1]] for g in grid]
-            head, body = rows[0], rows[2:]  # rows[1] is the ---|--- rule
-            lines.extend([r"\begin{table}[H]\centering", tex_grid([tex(h) for h in head], body, "l" * len(head)).rstrip(),
-                          r"\end{table}", ""])
-            grid.clear()
-
-    for line in text.splitlines():
-        if line.startswith("|"):
-            grid.append(line)
-            continue
-        flush()
-        if line.startswith("## "):
-            lines += [rf"\subsection{{{tex(line[3:].strip())}}}", ""]
-        elif line.strip():
-            parts = re.split(r"\*\*(.+?)\*\*", line.replace("`", ""))  # odd parts were **bold**
-            lines += ["".join(rf"\textbf{{{tex(x)}}}" if i % 2 else tex(x) for i, x in enumerate(parts)), ""]
-    flush()
-    return lines
-
-
-def tex_grid(head: list[str], rows: list[list], spec: str) -> str:
-    """Every booktabs tabular of the report (no float); ``head`` is LaTeX already, the cells are escaped."""
-    lines = [r"{\footnotesize\setlength{\tabcolsep}{3pt}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(head) + r" \\", r"\midrule"]
-    lines += [" & ".join(tex(c) for c in row) + r" \\" for row in rows]
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}"]) + "\n"
-
-
-def tex_table(frame: pd.DataFrame) -> str:
-    """The claims tabular, for \\input in a table or a page of its own."""
-    head = ["claim", "claimed", "mean", "95\\% CI", "$n$", "protocol of the runs", "CI status", "verdict"]
-    rows = [[row["claim"], _num(row["claimed"]), _num(row["mean"]), _ci(row), row["n"], row["protocol"] or "-",
-             row["ci_status"], _short_verdict(row["verdict"])] for _, row in frame.iterrows()]
-    return tex_grid(head, rows, "p{3.0cm}rrlrp{3.5cm}p{1.7cm}p{1.8cm}")
-
-
-def _short_verdict(text: str) -> str:
-    # The protocol column already names what differs; the narrow LaTeX column keeps only the verdict.
-    return "not comparable (protocol)" if text.startswith("not comparable") else text
 
 
 def _runs(n: int) -> str:
@@ -222,7 +148,7 @@ def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[s
         if not block["claims"]:
             lines.append(f"  - `{experiment}`: the source states no quantitative claim (see paper/claims.yaml).")
     lines += retraining_md(context["retraining"][profile])
-    # robustlab.report_inherent's sections are top-level ("## ..."); here they sit inside the profile's section
+    # robustlab.report.inherent's sections are top-level ("## ..."); here they sit inside the profile's section
     lines += [line for text in inherent_sections(root, profile) for line in ["", "#" + text.rstrip()]]
     lines += ["", "### Other measured results", "", f"Read from the runs' metrics.json under `{root / 'reproduce' / profile}`.", ""]
     lines += [line for table in context["measured"][profile] for line in markdown_measured(table)]
@@ -238,7 +164,7 @@ def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[s
 
 
 def retraining_md(tables: list[Table]) -> list[str]:
-    """The section "Does robust-subset retraining help?" (robustlab.report_retrain), in Markdown."""
+    """The section "Does robust-subset retraining help?" (robustlab.report.retrain), in Markdown."""
     lines = ["", f"### {RETRAIN_TITLE}", "", RETRAIN_INTRO, ""]
     return lines + [line for table in tables for line in markdown_measured(table)]
 
@@ -338,9 +264,6 @@ def split_readme(path: Path) -> tuple[str, str]:
 
 
 def write_text(path: Path, text: str) -> Path:
-    # Imported here: robustlab.results pulls in torch, which --help should not wait for.
-    from robustlab.results import atomic_write_bytes
-
     return atomic_write_bytes(path, text.encode())
 
 
@@ -367,7 +290,7 @@ def build(profiles: list[str], root: Path, figures_root: Path, out: Path, claims
     context = {"root": root, "out": out, "figures_root": figures_root, "blocks": blocks, "store": store, "skipped": skipped,
                "measured": measured, "retraining": {p: retraining_section(root, p) for p in profiles}}
     written = [path for p, t in tables.items() for path in write_tables(p, t, out)]
-    # The sections of profiles not reported now stay as they are in the existing files (report_sections).
+    # The sections of profiles not reported now stay as they are in the existing files (robustlab.report.sections).
     md, tex_file = out / "REPRODUCTION.md", out / "report.tex"
     written.append(write_text(md, merge(reproduction_md(tables, context), existing(md), profiles, MARKDOWN)))
     written.append(write_text(tex_file, merge(report_tex(tables, context), existing(tex_file), profiles, LATEX)))
@@ -395,8 +318,6 @@ def parser() -> argparse.ArgumentParser:
 def present_profiles(root: Path) -> list[str]:
     """Every profile with a finished run under ROOT/reproduce (paper first): the ones the report updates;
     the other profiles' sections of the existing files are kept as they are."""
-    from robustlab.runs.discover import profiles_with_runs
-
     found = profiles_with_runs(root)
     require(found, f"no profile under {Path(root) / 'reproduce'} has a finished run; run `make reproduce PROFILE=quick` first, "
             "or pass --profile")

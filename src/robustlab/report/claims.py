@@ -1,9 +1,13 @@
-"""Each claim of paper/claims.yaml beside the runs of one profile that answer it.
+"""The claims engine: each claim of paper/claims.yaml beside the runs that answer it.
 
-The runs of a claim are those in ``reproduce/<profile>/<run_group>/`` of the store (``run_group``
-is the block's experiment preset, the runs' config ``name``), narrowed by the claim's ``when``; one
-run per seed. A row
-holds the claimed value, the mean over seeds with its 95% Student's t interval (n - 1 df), the protocol the runs
+One module for both uses: ``claims_table`` (the lines the CLI prints after one run: claimed vs this
+run) and ``claims_frame`` (the report's table over the runs of one profile) read claims.yaml through
+``claim_blocks`` / ``experiment_claims`` and select a claim's runs by its ``when`` with the same
+number comparison (``_same``).
+
+For the report, the runs of a claim are those in ``reproduce/<profile>/<run_group>/`` of the store
+(``run_group`` is the block's experiment preset, the runs' config ``name``), narrowed by the claim's
+``when``; one run per seed. A row holds the claimed value, the mean over seeds with its 95% Student's t interval (n - 1 df), the protocol the runs
 used, the CI status (claimed value inside the interval or not) and the verdict, which is the CI
 status only when the runs followed the source's protocol (``protocol_check``).
 """
@@ -12,17 +16,97 @@ from __future__ import annotations
 
 import math
 import numbers
+from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from robustlab.errors import require
-from robustlab.reporting import claim_blocks
+from robustlab.errors import RobustlabError, require
 from robustlab.runs.layout import REPRODUCE
 from robustlab.stats import Interval, empty_interval, t_mean
 
 COLUMNS = ["experiment", "claim", "key", "where", "claimed", "mean", "ci_low", "ci_high", "n", "seeds",
            "protocol", "ci_status", "verdict", "run_group"]
 NOT_RUN = "not run"
+
+CLAIMS = Path(__file__).resolve().parents[3] / "paper" / "claims.yaml"
+
+
+def load_claims(path: Path = CLAIMS) -> dict:
+    require(path.is_file(), f"claims file missing: {path}")
+    return yaml.safe_load(path.read_text())
+
+
+def experiment_claims(experiment: str, claims: dict | None = None) -> dict:
+    claims = load_claims() if claims is None else claims
+    require(experiment in claims, f"no claims listed for experiment '{experiment}' in {CLAIMS}")
+    return claims[experiment]
+
+
+def claim_blocks(claims: dict | None = None) -> dict:
+    """Every block of claims.yaml, checked for what the claims-vs-results tables need."""
+    claims = load_claims() if claims is None else claims
+    require(isinstance(claims, dict) and claims, f"claims file {CLAIMS} lists no experiment blocks")
+    for experiment, block in claims.items():
+        require(isinstance(block, dict) and block.get("run_group"), f"claims block '{experiment}' names no run_group (the config name whose runs answer it)")
+        require(isinstance(block.get("claims"), list), f"claims block '{experiment}' has no claims list (write `claims: []` if the source states none)")
+        require(isinstance(block.get("protocol_check") or {}, dict), f"claims block '{experiment}': protocol_check must map metric keys to the source's values")
+        for claim in block["claims"]:
+            missing = [k for k in ("what", "key", "value", "where") if k not in claim]
+            require(not missing, f"claims block '{experiment}': claim {claim} lacks {', '.join(missing)}")
+    return claims
+
+
+def lookup(metrics: dict, key: str):
+    """``'M.test.robust_ratio'`` -> metrics['M']['test']['robust_ratio']; one line if absent."""
+    node = metrics
+    for part in key.split("."):
+        require(isinstance(node, dict) and part in node, f"claim key '{key}' has no matching metric (missing '{part}')")
+        node = node[part]
+    return node
+
+
+def measured(metrics: dict, key: str):
+    """The metric, or None when the run did not produce it (e.g. a run without retraining)."""
+    try:
+        return lookup(metrics, key)
+    except RobustlabError:
+        return None
+
+
+def applies(claim: dict, metrics: dict) -> bool:
+    """A claim's ``when: {metric key: value}`` holds for this run (numbers compared to 1e-9).
+
+    One run of a sweep (one model of the blog's four, say) answers only the claims about it.
+    """
+    for key, wanted in (claim.get("when") or {}).items():
+        value = measured(metrics, key)
+        if value is None or not _same(value, wanted):
+            return False
+    return True
+
+
+def comparison(metrics: dict, claims: dict | None = None, missing_ok: bool = False) -> list[dict]:
+    """One row per claim that applies to the run; ``missing_ok`` leaves unmeasured ones as None."""
+    rows = []
+    for c in experiment_claims(metrics["experiment"], claims)["claims"]:
+        if not applies(c, metrics):
+            continue
+        value = measured(metrics, c["key"]) if missing_ok else lookup(metrics, c["key"])
+        rows.append({"claim": c["what"], "key": c["key"], "claimed": c["value"], "reproduced": value, "where": c["where"]})
+    return rows
+
+
+def claims_table(metrics: dict, header: str, source: str = "paper") -> list[str]:
+    """The run's header line, the source's protocol, then claimed vs this run, one line per claim."""
+    rows = comparison(metrics, missing_ok=True)
+    width = max([len(r["claim"]) for r in rows] + [5])
+    shown = lambda v: NOT_RUN if v is None else f"{v:.4f}"  # noqa: E731
+    return [
+        f"== {header}",
+        f"   {source} protocol: {experiment_claims(metrics['experiment'])['protocol']}",
+        f"   {'claim':<{width}}  {source:>8}  {'this run':>8}  where",
+    ] + [f"   {r['claim']:<{width}}  {r['claimed']:>8.4f}  {shown(r['reproduced']):>8}  {r['where']}" for r in rows]
 
 
 def profile_runs(store: pd.DataFrame, profile: str, run_group: str) -> dict[str, dict]:
