@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose_config
 
+from conftest import compose_config
 from robustlab import results
 from robustlab.errors import RobustlabError
 from robustlab.robustness import agreement

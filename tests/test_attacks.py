@@ -15,7 +15,16 @@ from robustlab.errors import RobustlabError
 from robustlab.models import SimpleCNN
 from robustlab.models.linear_hinge import LinearHinge
 from robustlab.robustness.attacks import (
-    Attack, accuracy_under_attack, attack_loss, check_grid, clean_accuracy, crossing, fgsm, linear_worst_case, linspace_grid, pgd,
+    Attack,
+    accuracy_under_attack,
+    attack_loss,
+    check_grid,
+    clean_accuracy,
+    crossing,
+    fgsm,
+    linear_worst_case,
+    linspace_grid,
+    pgd,
 )
 
 

@@ -13,7 +13,15 @@ from conftest import compose_config, tiny_run_overrides
 from robustlab.cli import run
 from robustlab.errors import RobustlabError
 from robustlab.plotting.operating_point import plot_operating_point
-from robustlab.robustness.calibration import COLUMNS, RESULTS, calibrated_strength, calibration_record, crossing, crossing_table, value_at
+from robustlab.robustness.calibration import (
+    COLUMNS,
+    RESULTS,
+    calibrated_strength,
+    calibration_record,
+    crossing,
+    crossing_table,
+    value_at,
+)
 
 # ---------------------------------------------------------------------------------------------
 # crossing() on known curves

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import block_images, compose_config
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from conftest import block_images, compose_config
 from robustlab.config import build
 from robustlab.errors import RobustlabError
 from robustlab.robustness import counter_rng as rng
@@ -128,8 +128,8 @@ def test_run_logs_perturbed_examples_and_the_severity_figure_draws_them(tmp_path
     robustlab-plot corruptions draws them from the run folders alone."""
 
     import pandas as pd
-    from conftest import tiny_run_overrides
 
+    from conftest import tiny_run_overrides
     from robustlab import results
     from robustlab.cli import run
     from robustlab.plotting.corruptions import plot_corruptions

@@ -7,8 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from conftest import balanced_labels, block_images
 
+from conftest import balanced_labels, block_images
 from robustlab import crosscheck
 from robustlab.errors import RobustlabError
 

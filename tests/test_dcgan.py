@@ -18,7 +18,7 @@ from conftest import compose_config
 from robustlab import results
 from robustlab.cli import run
 from robustlab.errors import RobustlabError
-from robustlab.models.dcgan import DCGAN, Generator, SAMPLES
+from robustlab.models.dcgan import DCGAN, SAMPLES, Generator
 from robustlab.plotting.dcgan import plot_dcgan, plot_dcgan_multirun
 
 TINY = {"g_width": 4, "d_width": 4, "latent_dim": 8, "sample_grid": 10, "sample_every_n_steps": 1}

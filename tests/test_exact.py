@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import balanced_labels, block_images
 
+from conftest import balanced_labels, block_images
 from robustlab.errors import RobustlabError
 from robustlab.models import SimpleCNN
 from robustlab.robustness import ibp
@@ -144,8 +144,8 @@ def exact_overrides(root, **extra) -> list[str]:
 
 def test_rpr_vs_exact_end_to_end(tiny_mnist_root, tmp_path):
     import pandas as pd
-    from conftest import compose_config
 
+    from conftest import compose_config
     from robustlab.pipelines.rpr_vs_exact import RPRVsExact
 
     metrics = RPRVsExact(compose_config(exact_overrides(tiny_mnist_root)), tmp_path).run()
@@ -171,7 +171,6 @@ def test_rpr_vs_exact_end_to_end(tiny_mnist_root, tmp_path):
 )
 def test_rpr_vs_exact_bad_input_is_one_line(tiny_mnist_root, tmp_path, override, message):
     from conftest import compose_config
-
     from robustlab.pipelines.rpr_vs_exact import RPRVsExact
 
     key, value = override.split("=", 1)

@@ -19,9 +19,9 @@ from robustlab.cli import summary_lines
 from robustlab.data.binary import BinaryDataModule
 from robustlab.errors import RobustlabError
 from robustlab.models.linear_hinge import LinearHinge, binary_correct, hinge, robust_hinge_loss
+from robustlab.pipelines.linear_robust import LinearRobust
 from robustlab.plotting import cli as plot_cli
 from robustlab.plotting import linear as plots
-from robustlab.pipelines.linear_robust import LinearRobust
 from robustlab.report.claims import applies, experiment_claims, lookup
 
 

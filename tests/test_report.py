@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from test_store import RPR_VALUES, config, rpr_metrics, runs_root, write_run  # noqa: F401  (runs_root: fixture)
 
-from robustlab.report.claims import ci_status, claims_frame, verdict
 from robustlab.errors import RobustlabError
+from robustlab.report.claims import ci_status, claims_frame, load_claims, verdict
 from robustlab.report.cli import main as report_main
-from robustlab.report.claims import load_claims
-from robustlab.stats import Interval, bootstrap_mean
 from robustlab.runs.store import collect_runs
+from robustlab.stats import Interval, bootstrap_mean
 
 # ---------------------------------------------------------------------------------------------
 # Bootstrap

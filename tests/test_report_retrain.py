@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from test_store import config, rpr_metrics, write_run
 
 from robustlab.report.cli import main as report_main
@@ -85,9 +84,9 @@ def test_section_tables_and_report(tmp_path):
 
 
 def test_fashion_block_verdict_says_dataset_differs_and_sizes_match(tmp_path):
-    from robustlab.report.claims import claims_frame, verdict as claim_verdict
+    from robustlab.report.claims import claims_frame, load_claims
+    from robustlab.report.claims import verdict as claim_verdict
     from robustlab.report.cli import counts
-    from robustlab.report.claims import load_claims
     from robustlab.runs.store import collect_runs
 
     assert claim_verdict("outside CI", [], "Fashion-MNIST") == "outside CI; dataset differs: Fashion-MNIST, sizes match"
@@ -110,8 +109,7 @@ def test_fashion_block_verdict_says_dataset_differs_and_sizes_match(tmp_path):
 def test_a_seed_without_m_r_is_undefined_in_the_claims_not_an_error(tmp_path):
     """The pipeline writes M_R as null when a seed could not retrain (too few robust images): the claims on M_R
     are undefined for that group (the seed is named), M's claims keep their numbers."""
-    from robustlab.report.claims import claims_frame
-    from robustlab.report.claims import load_claims
+    from robustlab.report.claims import claims_frame, load_claims
     from robustlab.runs.store import collect_runs
 
     root = tmp_path / "outputs"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from test_attacks import checkpoint, cnn_config  # noqa: F401  (the module fixture: a saved tiny CNN)
 
 from conftest import compose_config, tiny_run_overrides
 from robustlab.cli import run
@@ -20,7 +21,6 @@ from robustlab.pipelines.measure_cache import CachedRPR
 from robustlab.robustness import make_perturbation
 from robustlab.robustness.rpr import measure_rpr
 from robustlab.runs.cache import COMPLETE, ResultCache
-from test_attacks import checkpoint, cnn_config  # noqa: F401  (the module fixture: a saved tiny CNN)
 
 FAST = {"model.lr": 0.01, "rpr.balance.per_class": 3}
 TABLES = ("rpr_M_test.csv", "rpr_M_train.csv", "rpr_M_R_test.csv")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config, tiny_run_overrides
 
+from conftest import compose_config, tiny_run_overrides
 from robustlab import results
 from robustlab.cli import run, unknown_option
 from robustlab.errors import RobustlabError

@@ -10,11 +10,11 @@ import torch
 
 from conftest import compose_config, tiny_run_overrides
 from robustlab.config import build
+from robustlab.errors import RobustlabError
 from robustlab.models import SimpleCNN
 from robustlab.models.dcgan import DCGAN
 from robustlab.pipelines.resume import PARTIAL, Resume, resume_from_config
 from robustlab.pipelines.training import fit_classifier
-from robustlab.errors import RobustlabError
 
 EPOCHS = 3
 STOP_AT_BATCH = 30  # in the third epoch (13 batches of 16 per epoch on 200 images)

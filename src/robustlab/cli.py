@@ -45,7 +45,8 @@ def pipeline_class(path: str) -> type:
 def summary_lines(pipeline: type, metrics: dict) -> list[str]:
     """What to print at the end of a run: the claims the pipeline names (``pipeline.claims``: their
     header, source and metrics), judged by the report's claims engine, then the pipeline's own lines."""
-    from robustlab.report.claims import claims_table  # here: the claims engine pulls in pandas, `--help` should not wait
+    # Imported here: the claims engine pulls in pandas, which `--help` should not wait for.
+    from robustlab.report.claims import claims_table
 
     claims = getattr(pipeline, "claims", None)
     lines = claims_table(**claims(metrics)) if claims is not None else []

@@ -1,8 +1,8 @@
 """The one error type users see: a single line that says what was wrong and how to fix it."""
 
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 
 class RobustlabError(Exception):

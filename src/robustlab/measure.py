@@ -134,8 +134,8 @@ def measure(cfg: DictConfig, run_dir: Path) -> dict:
     from robustlab.config import build
     from robustlab.data.module import Split
     from robustlab.pipelines.rpr_retrain import RPRRetrain
-    from robustlab.robustness.summary import summarise
     from robustlab.robustness.rpr import measure_rpr
+    from robustlab.robustness.summary import summarise
 
     perturbation = build(cfg.perturbation)
     model = load_model(str(cfg.model_spec or ""), cfg.model_class)

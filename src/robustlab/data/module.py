@@ -28,7 +28,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, positions: torch.Tensor) -> "Split":
+    def take(self, positions: torch.Tensor) -> Split:
         return Split(self.images[positions], self.labels[positions], self.index[positions])
 
     def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0, num_workers: int = 0) -> DataLoader:
@@ -111,7 +111,7 @@ class VisionDataModule(pl.LightningDataModule):
         require(not missing, f"train_index names points outside the training split, e.g. {missing[:5]}")
         return split.take(torch.tensor([position[int(i)] for i in index], dtype=torch.int64))
 
-    def with_train_index(self, index: torch.Tensor) -> "VisionDataModule":
+    def with_train_index(self, index: torch.Tensor) -> VisionDataModule:
         """Same data and validation split, training on the given dataset indices only (for M_R)."""
         module = VisionDataModule(
             self.name, self.root, self.download, self.train_subset, self.val_fraction,

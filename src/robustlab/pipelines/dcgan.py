@@ -30,7 +30,6 @@ from robustlab import results
 from robustlab.config import build
 from robustlab.data import Split, VisionDataModule, sample_points
 from robustlab.errors import require
-from robustlab.runs import layout
 from robustlab.evaluation import load_judge, quality_report
 from robustlab.models.dcgan import DCGAN, DiscriminatorClassifier, save_grid
 from robustlab.pipelines.devices import compute_device, runtime_info
@@ -38,6 +37,7 @@ from robustlab.pipelines.gan_training import generate, train_gan, with_epochs
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.robustness.subsets import balanced_subset
+from robustlab.runs import layout
 from robustlab.runs.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)

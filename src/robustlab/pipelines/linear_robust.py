@@ -29,7 +29,15 @@ from robustlab.models.linear_hinge import LinearHinge
 from robustlab.pipelines.devices import runtime_info
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import fit_classifier, timed
-from robustlab.robustness.attacks import Attack, attacked, accuracy_under_attack, clean_accuracy, correct, crossing, linspace_grid
+from robustlab.robustness.attacks import (
+    Attack,
+    accuracy_under_attack,
+    attacked,
+    clean_accuracy,
+    correct,
+    crossing,
+    linspace_grid,
+)
 from robustlab.runs import layout
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 
 from robustlab import results
 from robustlab.config import build
-from robustlab.errors import require
 from robustlab.data import sample_points
+from robustlab.errors import require
 from robustlab.pipelines.rpr_retrain import RPRRetrain
 from robustlab.pipelines.training import accuracy
 from robustlab.robustness.calibration import COLUMNS, RESULTS

@@ -28,7 +28,6 @@ from robustlab import results
 from robustlab.config import build
 from robustlab.data import Split, VisionDataModule, sample_points
 from robustlab.errors import require
-from robustlab.runs import layout
 from robustlab.evaluation import quality_report
 from robustlab.models.dcgan import DCGAN
 from robustlab.pipelines.gan_training import generate, train_gan, with_epochs
@@ -36,6 +35,7 @@ from robustlab.pipelines.rpr_retrain import RPRRetrain
 from robustlab.pipelines.training import accuracy
 from robustlab.robustness.rpr import RPRResult
 from robustlab.robustness.summary import summarise
+from robustlab.runs import layout
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,15 @@ from robustlab import results
 from robustlab.config import build
 from robustlab.data import Split, VisionDataModule, sample_points
 from robustlab.errors import require
-from robustlab.runs import layout
-from robustlab.runs.schema import read_metrics
 from robustlab.models import load_classifier
 from robustlab.pipelines.devices import (
-    compute_device, is_rank_zero, measure_in_processes, require_devices, rpr_trainer, runtime_info)
+    compute_device,
+    is_rank_zero,
+    measure_in_processes,
+    require_devices,
+    rpr_trainer,
+    runtime_info,
+)
 from robustlab.pipelines.measure_cache import CachedRPR, result_cache
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
@@ -33,7 +37,9 @@ from robustlab.robustness.rpr import RPRResult, measure_rpr, perturb_at
 from robustlab.robustness.shards import merge_results, model_digest, parse_shard, shard_positions
 from robustlab.robustness.subsets import balanced_subset, class_counts, matched_random_subset, too_small
 from robustlab.robustness.summary import summarise
+from robustlab.runs import layout
 from robustlab.runs.identity import code_version
+from robustlab.runs.schema import read_metrics
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from robustlab.config import build
 from omegaconf import DictConfig
 
+from robustlab.config import build
 from robustlab.data import Split, VisionDataModule
 from robustlab.pipelines import resume as resuming
 from robustlab.pipelines.devices import require_devices

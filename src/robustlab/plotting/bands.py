@@ -9,7 +9,7 @@ nothing about the spread, and a zero-width band would pretend it does.
 from __future__ import annotations
 
 import warnings
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 from matplotlib.patches import Patch

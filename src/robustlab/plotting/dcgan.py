@@ -19,7 +19,17 @@ import pandas as pd
 from robustlab import results
 from robustlab.errors import require
 from robustlab.plotting.rpr import CLASS_NAMES, curve_series, finished, image_grid, job_dirs, notice, rpr_file
-from robustlab.plotting.style import MODEL_COLORS, PALETTE, draw_curve, finish, footer, provenance, ratio_axes, save_figure, themed
+from robustlab.plotting.style import (
+    MODEL_COLORS,
+    PALETTE,
+    draw_curve,
+    finish,
+    footer,
+    provenance,
+    ratio_axes,
+    save_figure,
+    themed,
+)
 from robustlab.runs.layout import AUGMENT_TABLE, CLASS_HISTOGRAM, GENERATED_EXAMPLES, INTERPOLATION, metrics_path
 
 GAN_DIR = "G"  # the GAN's log folder in a run directory (pipelines.dcgan.GAN)

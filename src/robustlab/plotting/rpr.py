@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,7 +22,17 @@ from robustlab import results
 from robustlab.errors import require
 from robustlab.plotting.bands import BAND_MEANING, CI_NAME, band_patch, seed_band, seeds_text, with_ci
 from robustlab.plotting.style import (
-    MODEL_COLORS, MODEL_NAMES, PALETTE, distinct, draw_curve, finish, footer, joined, ratio_axes, save_figure, themed,
+    MODEL_COLORS,
+    MODEL_NAMES,
+    PALETTE,
+    distinct,
+    draw_curve,
+    finish,
+    footer,
+    joined,
+    ratio_axes,
+    save_figure,
+    themed,
 )
 from robustlab.robustness.rpr import RPRResult
 from robustlab.runs import jobs, layout

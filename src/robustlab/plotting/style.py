@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import io
 import textwrap
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import matplotlib
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from robustlab.errors import RobustlabError
 from robustlab.report.claims import measured  # a dotted metrics key; None where absent (older runs lack newer keys)
-from robustlab.stats import t_mean
 from robustlab.runs.discover import find_runs, group_folders
 from robustlab.runs.io import read_json_object
 from robustlab.runs.layout import TIMINGS, group_dir, profile_dir
 from robustlab.runs.store import read_metrics
+from robustlab.stats import t_mean
 
 
 @dataclass(frozen=True)

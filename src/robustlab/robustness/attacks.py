@@ -18,8 +18,8 @@ model itself. Gradients flow through it, and its scores are float32, so the loss
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

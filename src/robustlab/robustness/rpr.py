@@ -15,8 +15,8 @@ block schedule, device or sharding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ class RPRResult:
         }
 
     @classmethod
-    def from_columns(cls, columns, max_steps: int) -> "RPRResult":
+    def from_columns(cls, columns, max_steps: int) -> RPRResult:
         get = lambda name: np.asarray(columns[name], dtype=np.int64)  # noqa: E731
         return cls(get("index"), get("label"), get("clean_pred"), get("first_failure"), get("fail_pred"), int(max_steps))
 

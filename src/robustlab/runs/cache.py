@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from robustlab.runs.io import write_arrays, write_json
 from robustlab.runs.identity import digest
+from robustlab.runs.io import write_arrays, write_json
 
 log = logging.getLogger(__name__)
 
