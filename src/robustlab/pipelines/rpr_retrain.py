@@ -89,8 +89,8 @@ class RPRRetrain:
         self.rpr_sources: dict[str, str] = {}  # per measurement: measured, taken from the RPR cache, or reused
         self.rpr_cache = result_cache(cfg, "rpr")
         self.resume = resume_from_config(cfg)
-        self.calibration, scheme = calibrated_scheme(cfg)
-        self.perturbation: Perturbation = build(scheme)
+        self.calibration, self.scheme = calibrated_scheme(cfg)  # the scheme measured: its config keys the RPR cache
+        self.perturbation: Perturbation = build(self.scheme)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
         self.data: VisionDataModule = build(cfg.data)
@@ -180,7 +180,8 @@ class RPRRetrain:
         if logged is not None:
             self.rpr_sources[name] = f"reused from {self.cfg.rpr.reuse_from}"
             return logged
-        cached = CachedRPR(self.rpr_cache, model, split, self.cfg.perturbation, self.cfg.rpr, self.cfg.seed)
+        # self.scheme, not cfg.perturbation: a calibrated run measures another strength than its config names
+        cached = CachedRPR(self.rpr_cache, model, split, self.scheme, self.cfg.rpr, self.cfg.seed)
         looked_up = time.perf_counter()
         result = cached.load()
         self.rpr_sources[name] = cached.source
