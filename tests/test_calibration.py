@@ -171,3 +171,22 @@ def test_a_target_never_crossed_is_the_runs_result_not_a_failure(op_run, tiny_mn
     written = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert written["calibration_not_reached"] == record["not_reached"] and written["M_R"]["test"]["robust_ratio"] is None
     assert not list((tmp_path / "r").glob("*.ckpt")) and not list((tmp_path / "r").glob("rpr_*.csv"))
+
+
+def test_a_calibrated_run_never_takes_the_configured_strengths_rpr_from_the_cache(op_run, tiny_mnist_root, tmp_path):
+    """The RPR cache is keyed by the scheme measured: after a literal run of the same M and points, a calibrated
+    run (another sigma) measures afresh, and gets what a run at that sigma without any cache gets."""
+    frame = pd.concat([pd.read_csv(op_run / s / RESULTS) for s in ("seed_0", "seed_1")])
+    test = frame[(frame["curve"] == "gaussian") & (frame["split"] == "test")].groupby("strength")["robust_ratio"].mean()
+    target = float((test.iloc[0] + test.iloc[1]) / 2)
+    literal = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", **{
+        "rpr.retrain": "false", "result_cache": str(tmp_path / "cache")})), tmp_path / "literal")
+    m = str(tmp_path / "literal" / "M.ckpt")
+    calibrated = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", checkpoint=m, **{
+        "rpr.retrain": "false", "result_cache": str(tmp_path / "cache"), "rpr.calibrate.source": str(op_run),
+        "rpr.calibrate.target": target})), tmp_path / "calibrated")
+    used = calibrated["calibration"]["used"]
+    assert used != literal["config"]["perturbation"]["sigma"] and calibrated["rpr_source"]["M_test"] == "measured"
+    fresh = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", checkpoint=m, **{
+        "rpr.retrain": "false", "perturbation.sigma": used})), tmp_path / "fresh")
+    assert calibrated["M"]["test"] == fresh["M"]["test"]

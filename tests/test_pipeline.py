@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import compose_config, tiny_run_overrides
 from robustlab import results
@@ -307,3 +308,32 @@ def test_a_near_empty_robust_class_skips_retraining_in_one_line(tiny_mnist_root,
     assert metrics["M_rand"] == metrics["M_R"] and metrics["subset"]["per_class_taken"] is None
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["M_R"]["test_accuracy"] is None
     assert not (tmp_path / "run" / "M_R.ckpt").exists()
+
+
+def test_train_until_balanced_stops_once_every_class_has_its_robust_points(full_run, tiny_mnist_root, tmp_path):
+    """Chunks of 30 of the 100 training points in a seeded order: the run stops as soon as every class has 3 robust
+    points; each measured point has exactly the result of the full measurement (same M, same per-point RNG)."""
+    source, full = full_run
+    metrics = run_pipeline(tiny_mnist_root, tmp_path / "run", checkpoint=str(source / "M.ckpt"),
+                           **{"rpr.train_until_balanced": 30, "rpr.balance.on_shortfall": "up_to"})
+    stop = metrics["M_train"]["until_balanced"]
+    assert stop["of"] == 100 and stop["chunk"] == 30 and stop["per_class"] == 3
+    assert stop["measured"] == metrics["M_train"]["points"] == min(100, 30 * stop["chunks"])
+    part, whole = results.load_rpr(tmp_path / "run" / "rpr_M_train.csv"), results.load_rpr(source / "rpr_M_train.csv")
+    assert len(part.index) == stop["measured"] and np.all(np.diff(part.index) > 0)
+    same = np.isin(whole.index, part.index)
+    np.testing.assert_array_equal(part.first_failure, whole.first_failure[same])
+    robust_per_class = np.bincount(part.label[part.robust], minlength=10)
+    assert stop["measured"] < 100 and (robust_per_class >= 3).all()  # it stopped early, once the condition held
+    first = results.load_rpr(tmp_path / "run" / "rpr_M_train.csv")
+    chunk_before = torch.randperm(100, generator=torch.Generator().manual_seed(0))[: stop["measured"] - 30].numpy()
+    earlier = np.isin(first.index, np.sort(chunk_before))
+    assert (np.bincount(first.label[earlier & first.robust], minlength=10) < 3).any()  # ...and not one chunk earlier
+
+
+def test_train_until_balanced_refuses_reuse_from_in_one_line(tiny_mnist_root, tmp_path):
+    from robustlab.configs.validate import check_rpr
+
+    cfg = compose_config(tiny_run_overrides(tiny_mnist_root, **{"rpr.train_until_balanced": 30, "rpr.reuse_from": "x"}))
+    with pytest.raises(RobustlabError, match=r"^rpr.train_until_balanced measures the training points chunk by chunk"):
+        check_rpr(OmegaConf.to_container(cfg.rpr, resolve=True))

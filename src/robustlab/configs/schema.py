@@ -178,6 +178,7 @@ class RPR:
     reuse_from: str | None = MISSING
     perturbed_examples: int = MISSING
     retrain: bool = MISSING
+    train_until_balanced: int = MISSING
     calibrate: Calibrate = field(default_factory=Calibrate)
 
 
@@ -235,6 +236,7 @@ class Profile:
     fashion_train_subset: int | None = MISSING
     fashion_test_points: int | None = MISSING
     fashion_train_points: int | None = MISSING
+    fashion_train_until_balanced: int = MISSING
     inherent_test_points: int | None = MISSING
     inherent_calibrated_k: int = MISSING
     exact_linear_points: int | None = MISSING

@@ -85,8 +85,8 @@ class RPRRetrain:
         self.rpr_sources: dict[str, str] = {}  # per measurement: measured, taken from the RPR cache, or reused
         self.rpr_cache = result_cache(cfg, "rpr")
         self.resume = resume_from_config(cfg)
-        self.calibration, scheme = calibrated_scheme(cfg)
-        self.perturbation: Perturbation = build(scheme)
+        self.calibration, self.scheme = calibrated_scheme(cfg)  # the scheme measured: its config keys the RPR cache
+        self.perturbation: Perturbation = build(self.scheme)
         require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
         self.data: VisionDataModule = build(cfg.data)
@@ -176,7 +176,8 @@ class RPRRetrain:
         if logged is not None:
             self.rpr_sources[name] = f"reused from {self.cfg.rpr.reuse_from}"
             return logged
-        cached = CachedRPR(self.rpr_cache, model, split, self.cfg.perturbation, self.cfg.rpr, self.cfg.seed)
+        # self.scheme, not cfg.perturbation: a calibrated run measures another strength than its config names
+        cached = CachedRPR(self.rpr_cache, model, split, self.scheme, self.cfg.rpr, self.cfg.seed)
         looked_up = time.perf_counter()
         result = cached.load()
         self.rpr_sources[name] = cached.source
@@ -233,10 +234,10 @@ class RPRRetrain:
         """RPR on the training set, the balanced robust subset, M_R and its RPR on the test points; with
         ``rpr.control``, M_rand (the same class counts drawn at random from the whole training set) too."""
         cfg = self.cfg
-        rpr_train = self.measure_points(model, sample_points(self.data.train, cfg.rpr.train_points, cfg.seed), "M_train")
-        robust = rpr_train.robust
-        out = {"M_train": summarise(rpr_train, self.data.num_classes)}
         balance = cfg.rpr.balance
+        rpr_train, stopped = self.measure_train(model, int(balance.per_class))
+        robust = rpr_train.robust
+        out = {"M_train": summarise(rpr_train, self.data.num_classes) | stopped}
         available = class_counts(rpr_train.label[robust], self.data.num_classes)
         # Before sampling: a harsh scheme can leave a class with (almost) no robust image; M_R would then
         # learn from a near-empty set. The run says so in one line and keeps M's numbers as its result.
@@ -260,6 +261,33 @@ class RPRRetrain:
         if cfg.rpr.get("control"):  # after M_R, so M_R's numbers are those of a run without the control
             out |= self.control(chosen, test_points)
         return out
+
+    def measure_train(self, model, per_class: int) -> tuple[RPRResult, dict]:
+        """RPR of M on the training points: all at once, or (``rpr.train_until_balanced`` > 0) chunk by chunk in a
+        seeded random order until every class has ``per_class`` robust points, which saves most of the work when
+        robust images are common. Each point's result is the same either way (the perturbations are keyed by its
+        dataset index), and each chunk is cached on its own, so a resumed run takes the chunks it measured."""
+        points = sample_points(self.data.train, self.cfg.rpr.train_points, self.cfg.seed)
+        chunk = int(self.cfg.rpr.get("train_until_balanced") or 0)
+        if chunk <= 0:
+            return self.measure_points(model, points, "M_train"), {}
+        order = torch.randperm(len(points), generator=torch.Generator().manual_seed(self.cfg.seed))
+        parts, sources, started = [], set(), time.perf_counter()
+        for start in range(0, len(points), chunk):
+            parts.append(self.measure_points(model, points.take(order[start:start + chunk].sort().values), "M_train"))
+            sources.add(self.rpr_sources["M_train"])
+            found = class_counts(np.concatenate([p.label[p.robust] for p in parts]), self.data.num_classes)
+            log.info("RPR M_train until balanced: %d of %d points measured, robust per class %s", min(start + chunk, len(points)),
+                     len(points), found.tolist())
+            if (found >= per_class).all():
+                break
+        result = merge_results(parts)
+        if is_rank_zero():  # the merged result replaces the last chunk's file
+            results.save_rpr(self.run_dir / layout.rpr_file("M_train"), result)
+        self.timings["rpr_M_train"] = round(time.perf_counter() - started, 1)
+        self.rpr_sources["M_train"] = ", ".join(sorted(sources))
+        return result, {"until_balanced": {"measured": int(len(result.index)), "of": int(len(points)), "chunk": chunk,
+                                           "chunks": len(parts), "per_class": per_class}}
 
     def untrained(self, names: tuple[str, ...] = ("M_R",)) -> dict:
         """Null numbers for models a run did not train: a claim or table then reads them as undefined in this
