@@ -41,8 +41,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--images", type=int, default=4096, help="training images (default 4096)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128, as the pipelines")
     p.add_argument("--epochs", type=int, default=2, help="default 2")
-    p.add_argument("--repeats", type=int, default=3, help="alternating repeats of both paths; the median is reported (default 3)")
-    p.add_argument("--data-root", default=os.environ.get("ROBUSTLAB_DATA"), help="MNIST root (default $ROBUSTLAB_DATA; synthetic without it)")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="alternating repeats of both paths; the median is reported (default 3)"
+    )
+    p.add_argument(
+        "--data-root",
+        default=os.environ.get("ROBUSTLAB_DATA"),
+        help="MNIST root (default $ROBUSTLAB_DATA; synthetic without it)",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -59,7 +65,12 @@ def load_images(root: str | None, n: int, seed: int) -> tuple[torch.Tensor, torc
 
 
 def loader(images, labels, batch_size: int, seed: int) -> DataLoader:
-    return DataLoader(TensorDataset(images, labels), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        TensorDataset(images, labels),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def fresh_model(seed: int) -> SimpleCNN:
@@ -85,8 +96,16 @@ def plain_fit(data: DataLoader, epochs: int, device: torch.device, seed: int) ->
 
 def lightning_fit(data: DataLoader, epochs: int, device: torch.device, seed: int) -> float:
     model = fresh_model(seed)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator=device.type, devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator=device.type,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     sync(device)
     started = time.perf_counter()
     trainer.fit(model, train_dataloaders=data)
@@ -113,9 +132,13 @@ def main() -> None:
     info = header("Lightning overhead benchmark (benchmarks/lightning_overhead.py)", device)
     images, labels, source = load_images(args.data_root, args.images, args.seed)
     data = loader(images, labels, args.batch_size, args.seed)
-    print(f"data: {source}, {len(images)} images | batch {args.batch_size} | epochs {args.epochs} | Adam(lr=1e-3) | SimpleCNN (32, 64)")
+    print(
+        f"data: {source}, {len(images)} images | batch {args.batch_size} | epochs {args.epochs} | Adam(lr=1e-3) | SimpleCNN (32, 64)"
+    )
 
-    plain_fit(loader(images[:512], labels[:512], args.batch_size, args.seed), 1, device, args.seed)  # warm-up: kernels, allocator
+    plain_fit(
+        loader(images[:512], labels[:512], args.batch_size, args.seed), 1, device, args.seed
+    )  # warm-up: kernels, allocator
     lightning_fit(loader(images[:512], labels[:512], args.batch_size, args.seed), 1, device, args.seed)
     times = {"plain PyTorch loop": [], "Lightning Trainer": []}
     for _ in range(args.repeats):
@@ -123,9 +146,16 @@ def main() -> None:
         times["Lightning Trainer"].append(lightning_fit(data, args.epochs, device, args.seed))
     trained = len(images) * args.epochs
     plain = trained / statistics.median(times["plain PyTorch loop"])
-    rows = [{"path": name, "seconds (median)": round(statistics.median(t), 3), "images/s": round(trained / statistics.median(t), 1),
-             "vs plain": round(trained / statistics.median(t) / plain, 3), "all seconds": " ".join(f"{s:.2f}" for s in t)}
-            for name, t in times.items()]
+    rows = [
+        {
+            "path": name,
+            "seconds (median)": round(statistics.median(t), 3),
+            "images/s": round(trained / statistics.median(t), 1),
+            "vs plain": round(trained / statistics.median(t) / plain, 3),
+            "all seconds": " ".join(f"{s:.2f}" for s in t),
+        }
+        for name, t in times.items()
+    ]
     print()
     print(markdown(rows))
     print(f"ratio Lightning / plain images/s = {rows[1]['vs plain']:.3f}")

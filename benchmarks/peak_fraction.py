@@ -76,19 +76,42 @@ def main() -> None:
     a, b = (torch.randn(args.matmul, args.matmul, device=device) for _ in range(2))
     peak = 2 * args.matmul**3 / median_seconds(lambda: a @ b, args.repeats, device)
 
-    rows = [{"what": f"float32 matmul {args.matmul}x{args.matmul} (peak)", "GFLOP": round(2 * args.matmul**3 / 1e9, 3),
-             "GFLOP/s": round(peak / 1e9, 2), "fraction of peak": 1.0}]
+    rows = [
+        {
+            "what": f"float32 matmul {args.matmul}x{args.matmul} (peak)",
+            "GFLOP": round(2 * args.matmul**3 / 1e9, 3),
+            "GFLOP/s": round(peak / 1e9, 2),
+            "fraction of peak": 1.0,
+        }
+    ]
     fast = SimpleCNN().to(device).eval().to(memory_format=torch.channels_last)
     fast.load_state_dict(model.state_dict())
-    for name, net, inputs in (("contiguous", model, x), ("channels_last", fast, x.contiguous(memory_format=torch.channels_last))):
+    for name, net, inputs in (
+        ("contiguous", model, x),
+        ("channels_last", fast, x.contiguous(memory_format=torch.channels_last)),
+    ):
         with torch.inference_mode():
             seconds = median_seconds(lambda: net(inputs), args.repeats, device)
-        rows.append({"what": f"SimpleCNN forward, batch {args.batch}, {name}", "GFLOP": round(flops / 1e9, 3),
-                     "GFLOP/s": round(flops / seconds / 1e9, 2), "fraction of peak": round(flops / seconds / peak, 3)})
-    print(f"SimpleCNN forward: {flops / args.batch / 1e6:.2f} MFLOP per image (FlopCounterMode: convolutions and linear)")
+        rows.append(
+            {
+                "what": f"SimpleCNN forward, batch {args.batch}, {name}",
+                "GFLOP": round(flops / 1e9, 3),
+                "GFLOP/s": round(flops / seconds / 1e9, 2),
+                "fraction of peak": round(flops / seconds / peak, 3),
+            }
+        )
+    print(
+        f"SimpleCNN forward: {flops / args.batch / 1e6:.2f} MFLOP per image (FlopCounterMode: convolutions and linear)"
+    )
     print()
     print(markdown(rows))
-    save(rows, args.out, "peak_fraction", info, vars(args) | {"out": str(args.out), "flops_per_image": flops / args.batch})
+    save(
+        rows,
+        args.out,
+        "peak_fraction",
+        info,
+        vars(args) | {"out": str(args.out), "flops_per_image": flops / args.batch},
+    )
 
 
 if __name__ == "__main__":

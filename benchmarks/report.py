@@ -37,29 +37,48 @@ def parser(doc: str, out_name: str) -> argparse.ArgumentParser:
     --out, which mean the same in every benchmark."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help=f"torch threads (default {torch.get_num_threads()})")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for {out_name}.csv/.json (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help=f"torch threads (default {torch.get_num_threads()})",
+    )
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"folder for {out_name}.csv/.json (default {DEFAULT_OUT})"
+    )
     return p
 
 
 def machine(device: torch.device | str = "cpu") -> dict:
     device = torch.device(device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads(), "device": device.type, "gpu": gpu, "load_average": load_average()}
+    return {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "device": device.type,
+        "gpu": gpu,
+        "load_average": load_average(),
+    }
 
 
 def header(title: str, device: torch.device | str = "cpu") -> dict:
     """Print the one header line, and return it as a dict for the saved results."""
     info = machine(device)
-    print(f"{title} | cpu: {info['cpu']} ({info['cpus']} cpus) | torch {info['torch']} | threads {info['threads']} | "
-          f"device {info['device']}{': ' + info['gpu'] if info['gpu'] else ''} | load average {info['load_average']}")
+    print(
+        f"{title} | cpu: {info['cpu']} ({info['cpus']} cpus) | torch {info['torch']} | threads {info['threads']} | "
+        f"device {info['device']}{': ' + info['gpu'] if info['gpu'] else ''} | load average {info['load_average']}"
+    )
     return info
 
 
 def markdown(rows: list[dict]) -> str:
     columns = list(rows[0])
-    cell = lambda v: f"{v:,.3g}" if isinstance(v, float) and abs(v) < 100 else (f"{v:,.0f}" if isinstance(v, float) else str(v))  # noqa: E731
+    cell = lambda v: (
+        f"{v:,.3g}" if isinstance(v, float) and abs(v) < 100 else (f"{v:,.0f}" if isinstance(v, float) else str(v))
+    )  # noqa: E731
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
@@ -73,5 +92,7 @@ def save(rows: list[dict], out: Path, name: str, info: dict, settings: dict) -> 
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / f"{name}.json").write_text(json.dumps({"machine": info, "settings": settings, "rows": rows}, indent=2) + "\n")
+    (out / f"{name}.json").write_text(
+        json.dumps({"machine": info, "settings": settings, "rows": rows}, indent=2) + "\n"
+    )
     print(f"wrote {out / name}.csv and .json")

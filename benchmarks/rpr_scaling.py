@@ -40,16 +40,28 @@ VARIANTS = {  # name -> measure_rpr's fast-path keywords
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"], help="all: cpu, and cuda when available (default)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--device", default="all", choices=["cpu", "cuda", "all"], help="all: cpu, and cuda when available (default)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     p.add_argument("--processes", default="1,2", help="CPU process counts, comma-separated (default 1,2); CUDA uses 1")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     p.add_argument("--points", type=int, default=200, help="test points, split over the processes (default 200)")
     p.add_argument("--max-steps", type=int, default=50, help="MAX_STEPS (default 50)")
-    p.add_argument("--train-images", type=int, default=4000, help="images for the brief training of the model (default 4000)")
-    p.add_argument("--data-root", default=os.environ.get("ROBUSTLAB_DATA", "data"), help="MNIST root (default $ROBUSTLAB_DATA, else ./data; synthetic if missing)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for rpr_scaling.csv/.json (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--train-images", type=int, default=4000, help="images for the brief training of the model (default 4000)"
+    )
+    p.add_argument(
+        "--data-root",
+        default=os.environ.get("ROBUSTLAB_DATA", "data"),
+        help="MNIST root (default $ROBUSTLAB_DATA, else ./data; synthetic if missing)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"folder for rpr_scaling.csv/.json (default {DEFAULT_OUT})"
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -66,8 +78,19 @@ def measure_shard(rank, processes, state, images, labels, device, threads, optio
     schedule = {k: v for k, v in options.items() if k not in fast_keys}
     rows = torch.arange(rank, len(images), processes)  # disjoint shards; indices keep each point's random numbers
     x, y = images[rows].to(device), labels[rows].to(device)
-    run = lambda n: measure_rpr(fast, x[:n], y[:n], perturbation, max_steps, seed=seed,  # noqa: E731
-                                indices=rows[:n], progress=False, **schedule)
+    run = (
+        lambda n: measure_rpr(
+            fast,
+            x[:n],
+            y[:n],
+            perturbation,
+            max_steps,
+            seed=seed,  # noqa: E731
+            indices=rows[:n],
+            progress=False,
+            **schedule,
+        )
+    )
     run(min(len(rows), 48))  # compiles here, for the shapes the timed run uses after its first batches
     start.wait()
     sync(device)
@@ -90,8 +113,26 @@ def run_variant(processes: int, state, images, labels, device: str, threads: int
     else:
         ctx = mp.get_context("spawn")  # fresh interpreters: no forked OpenMP state
         queue, barrier = ctx.Queue(), ctx.Barrier(processes)
-        workers = [ctx.Process(target=measure_shard, args=(rank, processes, state, images, labels, device, threads, options,
-                                                            args.max_steps, args.seed, barrier, queue)) for rank in range(processes)]
+        workers = [
+            ctx.Process(
+                target=measure_shard,
+                args=(
+                    rank,
+                    processes,
+                    state,
+                    images,
+                    labels,
+                    device,
+                    threads,
+                    options,
+                    args.max_steps,
+                    args.seed,
+                    barrier,
+                    queue,
+                ),
+            )
+            for rank in range(processes)
+        ]
         for worker in workers:
             worker.start()
         reports = [queue.get() for _ in workers]
@@ -99,7 +140,12 @@ def run_variant(processes: int, state, images, labels, device: str, threads: int
             worker.join()
     seconds = max(r[2] for r in reports) - min(r[1] for r in reports)
     useful = sum(r[3] for r in reports)
-    return {"seconds": seconds, "useful_evals": useful, "evals_per_s": useful / seconds, "robust_ratio": sum(r[4] for r in reports) / len(images)}
+    return {
+        "seconds": seconds,
+        "useful_evals": useful,
+        "evals_per_s": useful / seconds,
+        "robust_ratio": sum(r[4] for r in reports) / len(images),
+    }
 
 
 class _Local:
@@ -128,7 +174,7 @@ def plan(args) -> list[tuple[str, int, str, dict]]:
         sys.exit(f"error: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     rows = []
     for device in devices:
-        for processes in ([int(p) for p in args.processes.split(",")] if device == "cpu" else [1]):
+        for processes in [int(p) for p in args.processes.split(",")] if device == "cpu" else [1]:
             rows += [(device, processes, name, VARIANTS[name]) for name in names]
         if device == "cuda":
             rows += [(device, 1, name + ", batch auto", VARIANTS[name] | {"batch_size": "auto"}) for name in names]
@@ -140,28 +186,53 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda but CUDA is not available")
     torch.set_num_threads(args.threads)
-    info = header("RPR scaling benchmark (benchmarks/rpr_scaling.py)", "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    info = header(
+        "RPR scaling benchmark (benchmarks/rpr_scaling.py)",
+        "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu",
+    )
     (train_x, train_y), (test_x, test_y), source = load_data(args.data_root, args.seed)
     n_train = min(args.train_images, len(train_x))
     model = train_briefly(train_x[:n_train], train_y[:n_train], 1, args.seed, torch.device("cpu"))
     state = {k: v.clone() for k, v in model.state_dict().items()}
     n = min(args.points, len(test_x))
     images, labels = test_x[:n].clone(), test_y[:n].clone()
-    settings = rpr_settings() | {"points": n, "max_steps": args.max_steps, "threads_per_process": args.threads, "data": source,
-                                 "perturbation": default_perturbation().describe(), "seed": args.seed}
-    print(f"data: {source}, first {n} test points | MAX_STEPS {args.max_steps} | {settings['perturbation']} | "
-          f"model: SimpleCNN trained 1 epoch on {n_train} images | {args.threads} thread(s) per process")
+    settings = rpr_settings() | {
+        "points": n,
+        "max_steps": args.max_steps,
+        "threads_per_process": args.threads,
+        "data": source,
+        "perturbation": default_perturbation().describe(),
+        "seed": args.seed,
+    }
+    print(
+        f"data: {source}, first {n} test points | MAX_STEPS {args.max_steps} | {settings['perturbation']} | "
+        f"model: SimpleCNN trained 1 epoch on {n_train} images | {args.threads} thread(s) per process"
+    )
 
     rows, baseline = [], {}
     for device, processes, name, options in plan(args):
-        options = {"batch_size": rpr_settings()["batch_size"], "min_block": rpr_settings()["min_block"],
-                   "max_block": rpr_settings()["max_block"]} | options
+        options = {
+            "batch_size": rpr_settings()["batch_size"],
+            "min_block": rpr_settings()["min_block"],
+            "max_block": rpr_settings()["max_block"],
+        } | options
         measured = run_variant(processes, state, images, labels, device, args.threads, options, args)
-        baseline.setdefault(device, measured["evals_per_s"])  # the device's first row (by default: 1 process, eager contiguous)
-        rows.append({"device": device, "processes": processes, "variant": name, "threads/process": args.threads,
-                     "useful evals": measured["useful_evals"], "seconds": round(measured["seconds"], 3),
-                     "evals/s": round(measured["evals_per_s"], 1), "vs first row": round(measured["evals_per_s"] / baseline[device], 2),
-                     "robust ratio": round(measured["robust_ratio"], 4)})
+        baseline.setdefault(
+            device, measured["evals_per_s"]
+        )  # the device's first row (by default: 1 process, eager contiguous)
+        rows.append(
+            {
+                "device": device,
+                "processes": processes,
+                "variant": name,
+                "threads/process": args.threads,
+                "useful evals": measured["useful_evals"],
+                "seconds": round(measured["seconds"], 3),
+                "evals/s": round(measured["evals_per_s"], 1),
+                "vs first row": round(measured["evals_per_s"] / baseline[device], 2),
+                "robust ratio": round(measured["robust_ratio"], 4),
+            }
+        )
         print(f"  {device} x{processes} {name}: {measured['evals_per_s']:.0f} evals/s", flush=True)
     print()
     print(markdown(rows))

@@ -48,20 +48,42 @@ PERTURBATION_CONFIG = ROOT / "conf" / "perturbation" / "pixels.yaml"  # conf/con
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", default=os.environ.get("ROBUSTLAB_DATA", "data"), help="MNIST root (default: $ROBUSTLAB_DATA, else ./data)")
-    p.add_argument("--checkpoint", default=None, help="Lightning checkpoint of a SimpleCNN; default: train one briefly here")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data-root",
+        default=os.environ.get("ROBUSTLAB_DATA", "data"),
+        help="MNIST root (default: $ROBUSTLAB_DATA, else ./data)",
+    )
+    p.add_argument(
+        "--checkpoint", default=None, help="Lightning checkpoint of a SimpleCNN; default: train one briefly here"
+    )
     p.add_argument("--points", type=int, default=300, help="test points measured by (b) (default 300)")
-    p.add_argument("--naive-points", type=int, default=30, help="test points timed with the slow naive loop (a) (default 30)")
+    p.add_argument(
+        "--naive-points", type=int, default=30, help="test points timed with the slow naive loop (a) (default 30)"
+    )
     p.add_argument("--max-steps", type=int, default=100, help="MAX_STEPS (default 100)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help=f"torch CPU threads (default {torch.get_num_threads()})")
-    p.add_argument("--train-images", type=int, default=4000, help="training images for the brief in-script training (default 4000)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help=f"torch CPU threads (default {torch.get_num_threads()})",
+    )
+    p.add_argument(
+        "--train-images", type=int, default=4000, help="training images for the brief in-script training (default 4000)"
+    )
     p.add_argument("--train-epochs", type=int, default=1, help="epochs of the brief in-script training (default 1)")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats of (b), (c), (c'); the median is reported (default 3)")
-    p.add_argument("--batch-size", default=None,
-                   help="measure_rpr's batch size: an integer or auto (on CUDA: what fits the free memory); "
-                   "default: conf/rpr/default.yaml's")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed repeats of (b), (c), (c'); the median is reported (default 3)"
+    )
+    p.add_argument(
+        "--batch-size",
+        default=None,
+        help="measure_rpr's batch size: an integer or auto (on CUDA: what fits the free memory); "
+        "default: conf/rpr/default.yaml's",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -91,7 +113,9 @@ def synthetic_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Ten smooth random class templates plus noise, in [0, 1]: learnable, not trivially robust."""
     g = torch.Generator().manual_seed(1234)  # the same templates for train and test
     templates = F.avg_pool2d(torch.rand(10, 1, 28, 28, generator=g), 5, stride=1, padding=2)
-    templates = (templates - templates.amin((2, 3), keepdim=True)) / (templates.amax((2, 3), keepdim=True) - templates.amin((2, 3), keepdim=True))
+    templates = (templates - templates.amin((2, 3), keepdim=True)) / (
+        templates.amax((2, 3), keepdim=True) - templates.amin((2, 3), keepdim=True)
+    )
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 10, (n,), generator=g)
     images = (0.5 * templates[labels] + 0.5 * torch.rand(n, 1, 28, 28, generator=g)).clamp(0, 1)
@@ -128,6 +152,7 @@ def train_briefly(images, labels, epochs: int, seed: int, device: torch.device) 
 
 # (a) the obvious implementation -------------------------------------------------------------------------------
 
+
 def naive_rpr(model, perturbation, images, labels, indices, max_steps: int, seed: int) -> tuple[np.ndarray, int]:
     """One point and one retry per forward pass; returns first_failure per point and the evaluations made."""
     first_failure, evaluations = [], 0
@@ -138,7 +163,9 @@ def naive_rpr(model, perturbation, images, labels, indices, max_steps: int, seed
                 continue
             failed = -1
             for step in range(1, max_steps + 1):
-                perturbed = perturb_at(perturbation, seed, image[None], index[None], torch.tensor([step], device=image.device))
+                perturbed = perturb_at(
+                    perturbation, seed, image[None], index[None], torch.tensor([step], device=image.device)
+                )
                 evaluations += 1
                 if model(perturbed).argmax(1).item() != label.item():
                     failed = step
@@ -148,6 +175,7 @@ def naive_rpr(model, perturbation, images, labels, indices, max_steps: int, seed
 
 
 # (c) plain inference ------------------------------------------------------------------------------------------
+
 
 def plain_inference(fn, inputs: torch.Tensor, batch_size: int) -> None:
     with torch.inference_mode():
@@ -190,11 +218,17 @@ def main() -> None:
     bs = settings["batch_size"]
 
     print("RPR throughput benchmark (benchmarks/rpr_throughput.py)")
-    print(f"torch {torch.__version__} | python {platform.python_version()} | device {device.type}: {device_name(device)} | "
-          f"torch threads {torch.get_num_threads()} (os cpus {os.cpu_count()})")
-    print(f"load average before the run: {load_average()} (above the cpu count, other processes compete and timings are noisy)")
+    print(
+        f"torch {torch.__version__} | python {platform.python_version()} | device {device.type}: {device_name(device)} | "
+        f"torch threads {torch.get_num_threads()} (os cpus {os.cpu_count()})"
+    )
+    print(
+        f"load average before the run: {load_average()} (above the cpu count, other processes compete and timings are noisy)"
+    )
     print(f"measure_rpr settings from {RPR_CONFIG.relative_to(ROOT)}: {settings}")
-    print(f"perturbation from {PERTURBATION_CONFIG.relative_to(ROOT)}: {perturbation.describe()} | max_steps {args.max_steps} | seed {args.seed}")
+    print(
+        f"perturbation from {PERTURBATION_CONFIG.relative_to(ROOT)}: {perturbation.describe()} | max_steps {args.max_steps} | seed {args.seed}"
+    )
 
     (train_x, train_y), (test_x, test_y), source = load_data(args.data_root, args.seed)
     if args.checkpoint:
@@ -204,8 +238,10 @@ def main() -> None:
         n_train = min(args.train_images, len(train_x))
         started = time.perf_counter()
         model = train_briefly(train_x[:n_train], train_y[:n_train], args.train_epochs, args.seed, device)
-        print(f"model: SimpleCNN (default widths) trained here with Adam(lr=1e-3), batch 128, {args.train_epochs} epoch(s) "
-              f"on {n_train} training images in {time.perf_counter() - started:.1f}s")
+        print(
+            f"model: SimpleCNN (default widths) trained here with Adam(lr=1e-3), batch 128, {args.train_epochs} epoch(s) "
+            f"on {n_train} training images in {time.perf_counter() - started:.1f}s"
+        )
 
     n = min(args.points, len(test_x))
     images, labels = test_x[:n].to(device), test_y[:n].to(device)
@@ -218,8 +254,17 @@ def main() -> None:
     print(f"data: {source}; the first {n} test points")
 
     def run_rpr(count: int = n):
-        return measure_rpr(model, images[:count], labels[:count], perturbation, args.max_steps, seed=args.seed,
-                           indices=indices[:count], progress=False, **settings)
+        return measure_rpr(
+            model,
+            images[:count],
+            labels[:count],
+            perturbation,
+            args.max_steps,
+            seed=args.seed,
+            indices=indices[:count],
+            progress=False,
+            **settings,
+        )
 
     # (b) measure_rpr. An untimed first run warms it up and counts its evaluations: the useful ones from the
     # result, all of them with a forward hook; its useful count sizes (c)'s input.
@@ -228,16 +273,25 @@ def main() -> None:
     result = holder["r"]
     useful = int(result.steps.sum())
     evaluated = rows - n - min(n, 2)  # minus the clean predictions and check_inputs' 2-row probe
-    print(f"points: {n} | clean accuracy {result.correct.mean():.3f} | robust at MAX_STEPS={args.max_steps}: "
-          f"{result.robust_ratio():.3f} of all, {result.robust_ratio(over='correct'):.3f} of correct | "
-          f"useful evaluations {useful}")
+    print(
+        f"points: {n} | clean accuracy {result.correct.mean():.3f} | robust at MAX_STEPS={args.max_steps}: "
+        f"{result.robust_ratio():.3f} of all, {result.robust_ratio(over='correct'):.3f} of correct | "
+        f"useful evaluations {useful}"
+    )
 
     # (a) naive loop on the first --naive-points points.
     n_naive = min(args.naive_points, n)
     naive_rpr(model, perturbation, images[:3], labels[:3], indices[:3], args.max_steps, args.seed)  # warm-up
     holder = {}
-    time_a = timed(lambda: holder.setdefault("r", naive_rpr(model, perturbation, images[:n_naive], labels[:n_naive],
-                                                             indices[:n_naive], args.max_steps, args.seed)), device)
+    time_a = timed(
+        lambda: holder.setdefault(
+            "r",
+            naive_rpr(
+                model, perturbation, images[:n_naive], labels[:n_naive], indices[:n_naive], args.max_steps, args.seed
+            ),
+        ),
+        device,
+    )
     naive_ff, naive_evals = holder["r"]
     agree = int((naive_ff == result.first_failure[:n_naive]).sum())
 
@@ -261,15 +315,25 @@ def main() -> None:
     print("{:<62} {:>10} {:>9} {:>12}".format("path", "evals", "seconds", "evals/s"))
     print(fmt.format(f"(a)  naive loop, batch 1 ({n_naive} points)", naive_evals, time_a, rate_a))
     print(fmt.format(f"(b)  measure_rpr, useful evaluations ({n} points)", useful, time_b, rate_b))
-    print(fmt.format(f"(c)  plain inference, batch {bs}, channels_last={settings['channels_last']}", len(inputs), time_c, rate_c))
+    print(
+        fmt.format(
+            f"(c)  plain inference, batch {bs}, channels_last={settings['channels_last']}", len(inputs), time_c, rate_c
+        )
+    )
     print(fmt.format(f"(c') plain inference, batch {bs}, contiguous", len(inputs), time_c0, rate_c0))
     print()
-    print(f"(b) evaluated {evaluated} perturbed images in {calls - 1 - -(-n // bs)} forward passes for {useful} useful: "
-          f"{evaluated - useful} wasted past a first failure ({(evaluated - useful) / max(evaluated, 1):.1%} of its evaluations; "
-          f"counted with a forward hook in the untimed warm-up run); all evaluations/s {evaluated / time_b:.0f}")
-    print(f"timings over {args.repeats} interleaved repeats (median reported): (b) {', '.join(f'{t:.2f}' for t in times_b)} s; "
-          f"(c) {', '.join(f'{t:.2f}' for t in times_c)} s; paired (b)/(c) {', '.join(f'{c / b:.2f}' for b, c in zip(times_b, times_c))}")
-    print(f"(a) first_failure agrees with (b) on {agree}/{n_naive} points | load average after the run: {load_average()}")
+    print(
+        f"(b) evaluated {evaluated} perturbed images in {calls - 1 - -(-n // bs)} forward passes for {useful} useful: "
+        f"{evaluated - useful} wasted past a first failure ({(evaluated - useful) / max(evaluated, 1):.1%} of its evaluations; "
+        f"counted with a forward hook in the untimed warm-up run); all evaluations/s {evaluated / time_b:.0f}"
+    )
+    print(
+        f"timings over {args.repeats} interleaved repeats (median reported): (b) {', '.join(f'{t:.2f}' for t in times_b)} s; "
+        f"(c) {', '.join(f'{t:.2f}' for t in times_c)} s; paired (b)/(c) {', '.join(f'{c / b:.2f}' for b, c in zip(times_b, times_c))}"
+    )
+    print(
+        f"(a) first_failure agrees with (b) on {agree}/{n_naive} points | load average after the run: {load_average()}"
+    )
     print(f"ratios: (b)/(c) = {rate_b / rate_c:.2f} (target >= 0.8), (b)/(a) = {rate_b / rate_a:.2f}")
 
 

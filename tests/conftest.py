@@ -82,7 +82,12 @@ def _cifar_batch(images: np.ndarray, labels: np.ndarray) -> dict:
     # The published batches are Python 2 pickles whose str keys load (encoding="latin1") as str:
     # torchvision reads entry["data"] (N x 3072 uint8, channel-major rows) and entry["labels"].
     data = images.transpose(0, 3, 1, 2).reshape(len(images), 3072).astype(np.uint8)
-    return {"batch_label": "tiny", "labels": [int(v) for v in labels], "data": data, "filenames": ["x.png"] * len(labels)}
+    return {
+        "batch_label": "tiny",
+        "labels": [int(v) for v in labels],
+        "data": data,
+        "filenames": ["x.png"] * len(labels),
+    }
 
 
 def write_tiny_cifar10(root: Path, per_batch: int = 20, n_test: int = 50, seed: int = 0) -> dict:

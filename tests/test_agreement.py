@@ -111,24 +111,49 @@ def write_pixel_curve(folder, ratios, ks=(28, 112, 392), max_steps=5):
     from robustlab.robustness.calibration import COLUMNS, RESULTS
 
     (folder / "seed_0").mkdir(parents=True)
-    rows = [{"curve": "pixels_uniform_uniform", "scheme": "pixels", "param": "k", "strength": k, "split": "test",
-             "points": 50, "robust": 0, "robust_ratio": r, "cp_low": 0, "cp_high": 1, "clean_accuracy": 0.9,
-             "max_steps": max_steps, "seed": 0} for k, r in zip(ks, ratios)]
+    rows = [
+        {
+            "curve": "pixels_uniform_uniform",
+            "scheme": "pixels",
+            "param": "k",
+            "strength": k,
+            "split": "test",
+            "points": 50,
+            "robust": 0,
+            "robust_ratio": r,
+            "cp_low": 0,
+            "cp_high": 1,
+            "clean_accuracy": 0.9,
+            "max_steps": max_steps,
+            "seed": 0,
+        }
+        for k, r in zip(ks, ratios)
+    ]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "seed_0" / RESULTS, index=False)
     return folder
 
 
-@pytest.mark.parametrize("ratios, used", [((0.9, 0.5, 0.1), round(112 + 280 * (0.5 - 0.2957) / 0.4)), ((0.9, 0.8, 0.7), None)])
+@pytest.mark.parametrize(
+    "ratios, used", [((0.9, 0.5, 0.1), round(112 + 280 * (0.5 - 0.2957) / 0.4)), ((0.9, 0.8, 0.7), None)]
+)
 def test_rpr_inherent_takes_its_calibrated_k_from_the_operating_point_runs(tiny_mnist_root, tmp_path, ratios, used):
     from robustlab.pipelines.rpr_inherent import RPRInherent
 
     source = write_pixel_curve(tmp_path / "op", ratios)
-    cfg = compose_config(["experiment=rpr_inherent", f"data.root={tiny_mnist_root}", "profile.max_steps=5",
-                          f"rpr.calibrate.source={source}"])
+    cfg = compose_config(
+        [
+            "experiment=rpr_inherent",
+            f"data.root={tiny_mnist_root}",
+            "profile.max_steps=5",
+            f"rpr.calibrate.source={source}",
+        ]
+    )
     pipeline = RPRInherent(cfg, tmp_path / "run")
     assert pipeline.calibration["point"] == "calibrated" and pipeline.calibration["used"] == used
     assert pipeline.calibration["source"] == str(source.resolve())
     if used is None:  # never crossed: the point is dropped, the literal one stays
         assert list(pipeline.points) == ["literal"] and "never crosses 0.2957" in pipeline.calibration["not_reached"]
     else:
-        assert pipeline.points["calibrated"].describe() == pipeline.points["literal"].describe().replace("k=sqrt", f"k={used}")
+        assert pipeline.points["calibrated"].describe() == pipeline.points["literal"].describe().replace(
+            "k=sqrt", f"k={used}"
+        )

@@ -103,7 +103,10 @@ def test_attacks_on_a_multiclass_cnn_stay_in_the_ball_and_raise_the_loss():
 
 def test_crossing_first_grid_point_and_interpolation():
     eps = np.array([0.0, 0.1, 0.2, 0.3])
-    assert crossing(eps, np.array([1.0, 0.8, 0.4, 0.1])) == {"first_grid_eps": 0.2, "interpolated_eps": pytest.approx(0.175)}
+    assert crossing(eps, np.array([1.0, 0.8, 0.4, 0.1])) == {
+        "first_grid_eps": 0.2,
+        "interpolated_eps": pytest.approx(0.175),
+    }
     assert crossing(eps, np.array([1.0, 0.9, 0.8, 0.7])) == {"first_grid_eps": None, "interpolated_eps": None}
     assert crossing(eps, np.array([0.3, 0.2, 0.1, 0.0]))["first_grid_eps"] == 0.0
 
@@ -126,20 +129,26 @@ class Counting(nn.Module):
         return out if self.multiclass else out[:, 0]
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda m, x, y: accuracy_under_attack(m, x, y, [0.1, -0.1], Attack("fgsm")), "epsilon must be a finite number >= 0"),
-    (lambda m, x, y: accuracy_under_attack(m, x, y, [], Attack("fgsm")), "grid is empty"),
-    (lambda m, x, y: accuracy_under_attack(m, x, y, [0.1], Attack("exact")), "needs a binary linear model"),
-    (lambda m, x, y: accuracy_under_attack(m, x, y, [0.1], Attack("fgsm"), batch_size=0), "batch_size must be"),
-    (lambda m, x, y: linear_worst_case(x, y, torch.ones(4), -0.5), "epsilon must be a finite number >= 0"),
-    (lambda m, x, y: fgsm(m, x, y, -0.1), "epsilon must be a finite number >= 0"),
-    (lambda m, x, y: pgd(m, x, y, float("nan")), "epsilon must be a finite number >= 0"),
-    (lambda m, x, y: pgd(m, x, y, 0.1, steps=0), "pgd steps must be"),
-    (lambda m, x, y: Attack("carlini"), "unknown attack"),
-    (lambda m, x, y: linspace_grid({"start": 0, "stop": 0.5}), "missing num"),
-    (lambda m, x, y: linspace_grid({"start": 0.5, "stop": 0.1, "num": 3}), "below its start"),
-    (lambda m, x, y: check_grid([]), "grid is empty"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (
+            lambda m, x, y: accuracy_under_attack(m, x, y, [0.1, -0.1], Attack("fgsm")),
+            "epsilon must be a finite number >= 0",
+        ),
+        (lambda m, x, y: accuracy_under_attack(m, x, y, [], Attack("fgsm")), "grid is empty"),
+        (lambda m, x, y: accuracy_under_attack(m, x, y, [0.1], Attack("exact")), "needs a binary linear model"),
+        (lambda m, x, y: accuracy_under_attack(m, x, y, [0.1], Attack("fgsm"), batch_size=0), "batch_size must be"),
+        (lambda m, x, y: linear_worst_case(x, y, torch.ones(4), -0.5), "epsilon must be a finite number >= 0"),
+        (lambda m, x, y: fgsm(m, x, y, -0.1), "epsilon must be a finite number >= 0"),
+        (lambda m, x, y: pgd(m, x, y, float("nan")), "epsilon must be a finite number >= 0"),
+        (lambda m, x, y: pgd(m, x, y, 0.1, steps=0), "pgd steps must be"),
+        (lambda m, x, y: Attack("carlini"), "unknown attack"),
+        (lambda m, x, y: linspace_grid({"start": 0, "stop": 0.5}), "missing num"),
+        (lambda m, x, y: linspace_grid({"start": 0.5, "stop": 0.1, "num": 3}), "below its start"),
+        (lambda m, x, y: check_grid([]), "grid is empty"),
+    ],
+)
 def test_bad_input_is_one_line_before_any_work(call, message):
     model = Counting()
     x, y = torch.rand(5, 1, 2, 2), torch.tensor([1, -1, 1, -1, 1])
@@ -161,7 +170,9 @@ def test_labels_must_fit_the_kind_of_model():
 
 def test_exact_attack_refuses_a_cnn():
     with pytest.raises(RobustlabError, match="use attack fgsm or pgd") as error:
-        accuracy_under_attack(SimpleCNN(channels=(2, 3)), torch.rand(2, 1, 28, 28), torch.tensor([0, 1]), [0.1], Attack("exact"))
+        accuracy_under_attack(
+            SimpleCNN(channels=(2, 3)), torch.rand(2, 1, 28, 28), torch.tensor([0, 1]), [0.1], Attack("exact")
+        )
     assert_one_line(error)
 
 
@@ -178,16 +189,34 @@ def checkpoint(tiny_mnist_root, tmp_path_factory) -> str:
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "M.ckpt"
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(SimpleCNN(channels=(2, 4), lr=0.01), datamodule=VisionDataModule("mnist", str(tiny_mnist_root), download=False, batch_size=32))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        SimpleCNN(channels=(2, 4), lr=0.01),
+        datamodule=VisionDataModule("mnist", str(tiny_mnist_root), download=False, batch_size=32),
+    )
     trainer.save_checkpoint(str(path))
     return str(path)
 
 
 def cnn_config(root, checkpoint, **extra):
-    values = {"experiment": "cnn_attack", "data.root": str(root), "data.download": "false", "checkpoints.M": checkpoint,
-              "checkpoints.M_R": checkpoint, "attack.epsilons.num": 3, "attack.test_points": 20, "attack.pgd.steps": 2}
+    values = {
+        "experiment": "cnn_attack",
+        "data.root": str(root),
+        "data.download": "false",
+        "checkpoints.M": checkpoint,
+        "checkpoints.M_R": checkpoint,
+        "attack.epsilons.num": 3,
+        "attack.test_points": 20,
+        "attack.pgd.steps": 2,
+    }
     values.update(extra)
     return compose_config([f"{k}={v}" for k, v in values.items()])
 
@@ -210,11 +239,14 @@ def test_cnn_attack_pipeline_writes_curves_for_every_checkpoint(tiny_mnist_root,
     assert CNNAttack.summary_lines(metrics)[0].startswith("== cnn_attack")
 
 
-@pytest.mark.parametrize("extra,message", [
-    ({"checkpoints.M": "/nonexistent/M.ckpt"}, "checkpoint not found"),
-    ({"attack.epsilons.num": 0}, "num must be an integer >= 1"),
-    ({"attack.fgsm": "false", "attack.pgd": "null"}, "no attack selected"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"checkpoints.M": "/nonexistent/M.ckpt"}, "checkpoint not found"),
+        ({"attack.epsilons.num": 0}, "num must be an integer >= 1"),
+        ({"attack.fgsm": "false", "attack.pgd": "null"}, "no attack selected"),
+    ],
+)
 def test_cnn_attack_bad_input_is_one_line(tiny_mnist_root, checkpoint, tmp_path, extra, message):
     from robustlab.pipelines.cnn_attack import CNNAttack
 

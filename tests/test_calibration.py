@@ -64,18 +64,44 @@ def write_seed(folder, seed, curves):
     rows = []
     for (curve, split), pts in curves.items():
         for strength, ratio in pts:
-            rows.append({"curve": curve, "scheme": curve.split("_")[0], "param": "k", "strength": strength, "split": split,
-                         "points": 100, "robust": round(100 * ratio), "robust_ratio": ratio, "cp_low": 0, "cp_high": 1,
-                         "clean_accuracy": 0.95, "max_steps": 250, "seed": seed})
+            rows.append(
+                {
+                    "curve": curve,
+                    "scheme": curve.split("_")[0],
+                    "param": "k",
+                    "strength": strength,
+                    "split": split,
+                    "points": 100,
+                    "robust": round(100 * ratio),
+                    "robust_ratio": ratio,
+                    "cp_low": 0,
+                    "cp_high": 1,
+                    "clean_accuracy": 0.95,
+                    "max_steps": 250,
+                    "seed": seed,
+                }
+            )
     folder.mkdir(parents=True)
     pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / RESULTS, index=False)
 
 
 def test_calibrated_strength_reads_the_mean_curve_over_seeds(tmp_path):
-    write_seed(tmp_path / "seed_0", 0, {("pixels_uniform_uniform", "test"): [(28, 0.9), (128, 0.5), (228, 0.1)],
-                                        ("pixels_uniform_uniform", "train"): [(28, 0.95), (128, 0.75), (228, 0.3)]})
-    write_seed(tmp_path / "seed_1", 1, {("pixels_uniform_uniform", "test"): [(28, 0.8), (128, 0.3), (228, 0.1)],
-                                        ("pixels_uniform_uniform", "train"): [(28, 0.85), (128, 0.65), (228, 0.2)]})
+    write_seed(
+        tmp_path / "seed_0",
+        0,
+        {
+            ("pixels_uniform_uniform", "test"): [(28, 0.9), (128, 0.5), (228, 0.1)],
+            ("pixels_uniform_uniform", "train"): [(28, 0.95), (128, 0.75), (228, 0.3)],
+        },
+    )
+    write_seed(
+        tmp_path / "seed_1",
+        1,
+        {
+            ("pixels_uniform_uniform", "test"): [(28, 0.8), (128, 0.3), (228, 0.1)],
+            ("pixels_uniform_uniform", "train"): [(28, 0.85), (128, 0.65), (228, 0.2)],
+        },
+    )
     # mean test curve 0.85, 0.4, 0.1: crosses 0.2957 at 128 + 100 * (0.4 - 0.2957) / 0.3
     record = calibrated_strength(tmp_path, "pixels_uniform_uniform", "test")
     assert record["strength"] == pytest.approx(128 + 100 * (0.4 - 0.2957) / 0.3)
@@ -85,7 +111,9 @@ def test_calibrated_strength_reads_the_mean_curve_over_seeds(tmp_path):
     assert train["strength"] == pytest.approx(28 + 100 * (0.9 - 0.7128) / 0.2)
     table = crossing_table(pd.concat([pd.read_csv(p / RESULTS) for p in (tmp_path / "seed_0", tmp_path / "seed_1")]))
     row = table.iloc[0]
-    assert row["test_crossing"] == pytest.approx(record["strength"]) and row["train_crossing"] == pytest.approx(train["strength"])
+    assert row["test_crossing"] == pytest.approx(record["strength"]) and row["train_crossing"] == pytest.approx(
+        train["strength"]
+    )
     # at the test crossing the training fraction is far above 0.7128's crossing region: no single strength gives both
     assert row["train_at_test_crossing"] == pytest.approx(np.interp(record["strength"], [128, 228], [0.7, 0.25]))
     with pytest.raises(RobustlabError, match=r"never crosses 0\.01 at the measured strengths"):
@@ -100,9 +128,16 @@ def test_calibrated_strength_reads_the_mean_curve_over_seeds(tmp_path):
 # The operating-point run, its figure and a calibrated retraining run, on tiny data
 # ---------------------------------------------------------------------------------------------
 
-TINY_OP = {"experiment": "operating_point", "profile.op_test_points": 30, "profile.op_train_points": 30,
-           "profile.op_pixel_k": "[28,400,784]", "profile.op_gaussian_sigma": "[0.0,0.5,2.0]",
-           "profile.op_salt_pepper_rate": "[0.1]", "profile.op_linf_epsilon": "[0.3]", "profile.op_blur_sigma": "[1.0]"}
+TINY_OP = {
+    "experiment": "operating_point",
+    "profile.op_test_points": 30,
+    "profile.op_train_points": 30,
+    "profile.op_pixel_k": "[28,400,784]",
+    "profile.op_gaussian_sigma": "[0.0,0.5,2.0]",
+    "profile.op_salt_pepper_rate": "[0.1]",
+    "profile.op_linf_epsilon": "[0.3]",
+    "profile.op_blur_sigma": "[1.0]",
+}
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +151,16 @@ def op_run(tiny_mnist_root, tmp_path_factory):
 
 def test_operating_point_run_measures_every_curve_on_one_m(op_run):
     frame = pd.read_csv(op_run / "seed_0" / RESULTS)
-    assert set(frame["curve"]) == {"pixels_uniform_uniform", "pixels_exact_uniform", "pixels_uniform_binary",
-                                   "pixels_exact_binary", "gaussian", "salt_pepper", "uniform_linf", "blur"}
+    assert set(frame["curve"]) == {
+        "pixels_uniform_uniform",
+        "pixels_exact_uniform",
+        "pixels_uniform_binary",
+        "pixels_exact_binary",
+        "gaussian",
+        "salt_pepper",
+        "uniform_linf",
+        "blur",
+    }
     assert set(frame[frame["split"] == "train"]["curve"]) == {"pixels_uniform_uniform", "gaussian"}
     assert (frame["points"] == 30).all() and (frame["max_steps"] == 5).all()
     assert ((frame["cp_low"] <= frame["robust_ratio"]) & (frame["robust_ratio"] <= frame["cp_high"])).all()
@@ -132,8 +175,12 @@ def test_operating_point_run_measures_every_curve_on_one_m(op_run):
 
 def test_operating_point_figure_and_crossing_table(op_run, tmp_path):
     written = plot_operating_point(op_run, tmp_path)
-    assert {p.name for p in written} == {"operating_point.png", "operating_point.pdf", "operating_point_band.csv",
-                                         "operating_point_crossings.csv"}
+    assert {p.name for p in written} == {
+        "operating_point.png",
+        "operating_point.pdf",
+        "operating_point_band.csv",
+        "operating_point_crossings.csv",
+    }
     band = pd.read_csv(tmp_path / "operating_point_band.csv")
     assert (band["seeds"] == 2).all()
     crossings = pd.read_csv(tmp_path / "operating_point_crossings.csv")
@@ -144,15 +191,37 @@ def test_calibrated_retraining_reads_its_strength_from_the_logged_curves(op_run,
     frame = pd.concat([pd.read_csv(op_run / s / RESULTS) for s in ("seed_0", "seed_1")])
     test = frame[(frame["curve"] == "gaussian") & (frame["split"] == "test")].groupby("strength")["robust_ratio"].mean()
     target = float((test.iloc[0] + test.iloc[1]) / 2)  # surely crossed between the first two strengths
-    metrics = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", **{
-        "rpr.calibrate.source": str(op_run), "rpr.calibrate.target": target, "rpr.balance.on_shortfall": "up_to"})), tmp_path / "r")
+    metrics = run(
+        compose_config(
+            tiny_run_overrides(
+                tiny_mnist_root,
+                perturbation="gaussian",
+                **{
+                    "rpr.calibrate.source": str(op_run),
+                    "rpr.calibrate.target": target,
+                    "rpr.balance.on_shortfall": "up_to",
+                },
+            )
+        ),
+        tmp_path / "r",
+    )
     cal = metrics["calibration"]
     assert cal["curve"] == "gaussian" and cal["split"] == "test" and cal["source"] == str(op_run.resolve())
-    assert cal["strength"] == pytest.approx(crossing(test.index, test.values, target)) and cal["used"] == cal["strength"]
+    assert (
+        cal["strength"] == pytest.approx(crossing(test.index, test.values, target)) and cal["used"] == cal["strength"]
+    )
     assert metrics["perturbation"] == f"gaussian(sigma={cal['used']})"
     with pytest.raises(RobustlabError, match="measured MAX_STEPS 5, this run uses 7"):
-        run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", **{
-            "profile.max_steps": 7, "rpr.calibrate.source": str(op_run), "rpr.calibrate.target": target})), tmp_path / "bad")
+        run(
+            compose_config(
+                tiny_run_overrides(
+                    tiny_mnist_root,
+                    perturbation="gaussian",
+                    **{"profile.max_steps": 7, "rpr.calibrate.source": str(op_run), "rpr.calibrate.target": target},
+                )
+            ),
+            tmp_path / "bad",
+        )
 
 
 def test_a_target_never_crossed_is_the_runs_result_not_a_failure(op_run, tiny_mnist_root, tmp_path):
@@ -162,14 +231,26 @@ def test_a_target_never_crossed_is_the_runs_result_not_a_failure(op_run, tiny_mn
     test = frame[(frame["curve"] == "gaussian") & (frame["split"] == "test")].groupby("strength")["robust_ratio"].mean()
     target = float(test.min()) / 2 if test.min() > 0 else -0.5  # below every point of the mean curve
     record = calibration_record(op_run, "gaussian", "test", target)
-    assert record["strength"] is None and record["not_reached"].startswith(f"M's test curve 'gaussian' never crosses {target}")
-    metrics = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", **{
-        "rpr.calibrate.source": str(op_run), "rpr.calibrate.target": target})), tmp_path / "r")
+    assert record["strength"] is None and record["not_reached"].startswith(
+        f"M's test curve 'gaussian' never crosses {target}"
+    )
+    metrics = run(
+        compose_config(
+            tiny_run_overrides(
+                tiny_mnist_root,
+                perturbation="gaussian",
+                **{"rpr.calibrate.source": str(op_run), "rpr.calibrate.target": target},
+            )
+        ),
+        tmp_path / "r",
+    )
     assert metrics["calibration_not_reached"] == record["not_reached"]
     assert metrics["calibration"]["strength"] is None and metrics["calibration"]["used"] is None
     assert metrics["M"]["test"]["robust_ratio"] is None and metrics["M_R"]["test_accuracy"] is None
     written = json.loads((tmp_path / "r" / "metrics.json").read_text())
-    assert written["calibration_not_reached"] == record["not_reached"] and written["M_R"]["test"]["robust_ratio"] is None
+    assert (
+        written["calibration_not_reached"] == record["not_reached"] and written["M_R"]["test"]["robust_ratio"] is None
+    )
     assert not list((tmp_path / "r").glob("*.ckpt")) and not list((tmp_path / "r").glob("rpr_*.csv"))
 
 
@@ -179,14 +260,44 @@ def test_a_calibrated_run_never_takes_the_configured_strengths_rpr_from_the_cach
     frame = pd.concat([pd.read_csv(op_run / s / RESULTS) for s in ("seed_0", "seed_1")])
     test = frame[(frame["curve"] == "gaussian") & (frame["split"] == "test")].groupby("strength")["robust_ratio"].mean()
     target = float((test.iloc[0] + test.iloc[1]) / 2)
-    literal = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", **{
-        "rpr.retrain": "false", "result_cache": str(tmp_path / "cache")})), tmp_path / "literal")
+    literal = run(
+        compose_config(
+            tiny_run_overrides(
+                tiny_mnist_root,
+                perturbation="gaussian",
+                **{"rpr.retrain": "false", "result_cache": str(tmp_path / "cache")},
+            )
+        ),
+        tmp_path / "literal",
+    )
     m = str(tmp_path / "literal" / "M.ckpt")
-    calibrated = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", checkpoint=m, **{
-        "rpr.retrain": "false", "result_cache": str(tmp_path / "cache"), "rpr.calibrate.source": str(op_run),
-        "rpr.calibrate.target": target})), tmp_path / "calibrated")
+    calibrated = run(
+        compose_config(
+            tiny_run_overrides(
+                tiny_mnist_root,
+                perturbation="gaussian",
+                checkpoint=m,
+                **{
+                    "rpr.retrain": "false",
+                    "result_cache": str(tmp_path / "cache"),
+                    "rpr.calibrate.source": str(op_run),
+                    "rpr.calibrate.target": target,
+                },
+            )
+        ),
+        tmp_path / "calibrated",
+    )
     used = calibrated["calibration"]["used"]
     assert used != literal["config"]["perturbation"]["sigma"] and calibrated["rpr_source"]["M_test"] == "measured"
-    fresh = run(compose_config(tiny_run_overrides(tiny_mnist_root, perturbation="gaussian", checkpoint=m, **{
-        "rpr.retrain": "false", "perturbation.sigma": used})), tmp_path / "fresh")
+    fresh = run(
+        compose_config(
+            tiny_run_overrides(
+                tiny_mnist_root,
+                perturbation="gaussian",
+                checkpoint=m,
+                **{"rpr.retrain": "false", "perturbation.sigma": used},
+            )
+        ),
+        tmp_path / "fresh",
+    )
     assert calibrated["M"]["test"] == fresh["M"]["test"]

@@ -20,9 +20,21 @@ def robustlab(args: list[str], tmp_path: Path, data_root: Path) -> subprocess.Co
     }
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
-        [sys.executable, "-m", "robustlab.cli", "experiment=rpr_mnist", "rpr.progress=false",
-         "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}", *args],
-        capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "robustlab.cli",
+            "experiment=rpr_mnist",
+            "rpr.progress=false",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=tmp_path,
     )
 
 
@@ -49,7 +61,9 @@ def empty_root(tmp_path) -> Path:
 
 def test_missing_data_folder(tmp_path, empty_root):
     proc = robustlab(["data.download=false"], tmp_path, empty_root)
-    line = assert_one_line_error(proc, r"error: mnist not found: expected train-images-idx3-ubyte, .*t10k-labels-idx1-ubyte in ")
+    line = assert_one_line_error(
+        proc, r"error: mnist not found: expected train-images-idx3-ubyte, .*t10k-labels-idx1-ubyte in "
+    )
     assert str(empty_root / "MNIST" / "raw") in line
     assert not list((tmp_path / "run").glob("*.ckpt"))
 
@@ -60,7 +74,9 @@ def test_max_steps_zero(tmp_path, tiny_mnist_root):
 
 
 def test_negative_sigma(tmp_path, tiny_mnist_root):
-    proc = robustlab(["perturbation=gaussian", "perturbation.sigma=-1", "data.download=false"], tmp_path, tiny_mnist_root)
+    proc = robustlab(
+        ["perturbation=gaussian", "perturbation.sigma=-1", "data.download=false"], tmp_path, tiny_mnist_root
+    )
     assert_one_line_error(proc, r"error: perturbation\.sigma must be >= 0, got -1")
 
 
@@ -70,11 +86,23 @@ def test_k_larger_than_the_image(tmp_path, tiny_mnist_root):
     assert not list((tmp_path / "run").glob("*.ckpt")), "stopped only after training"
 
 
-@pytest.mark.parametrize("override,message", [
-    ("perturbation=nope", r"error: unknown perturbation option 'nope' in perturbation=nope; the options are: blur, brightness, contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, scale, shear, translation, uniform_linf"),
-    ("hydra/launcher=nope", r"error: unknown hydra/launcher option 'nope' in hydra/launcher=nope; the options are: basic, joblib, slurm, submitit_local, submitit_slurm"),
-    ("trainer=cpu,tpu", r"error: unknown trainer option 'tpu' in trainer=cpu,tpu; the options are: auto, cpu, ddp, ddp_cpu, gpu"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "perturbation=nope",
+            r"error: unknown perturbation option 'nope' in perturbation=nope; the options are: blur, brightness, contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, scale, shear, translation, uniform_linf",
+        ),
+        (
+            "hydra/launcher=nope",
+            r"error: unknown hydra/launcher option 'nope' in hydra/launcher=nope; the options are: basic, joblib, slurm, submitit_local, submitit_slurm",
+        ),
+        (
+            "trainer=cpu,tpu",
+            r"error: unknown trainer option 'tpu' in trainer=cpu,tpu; the options are: auto, cpu, ddp, ddp_cpu, gpu",
+        ),
+    ],
+)
 def test_unknown_config_option_is_one_line(tmp_path, tiny_mnist_root, override, message):
     proc = robustlab([override], tmp_path, tiny_mnist_root)
     assert_one_line_error(proc, message)
@@ -83,6 +111,20 @@ def test_unknown_config_option_is_one_line(tmp_path, tiny_mnist_root, override, 
 def test_options_that_exist_pass_the_check():
     from robustlab.cli import unknown_option
 
-    assert unknown_option(["experiment=rpr_mnist", "hydra/launcher=joblib", "trainer=ddp_cpu", "perturbation=pixels,gaussian",
-                           "rpr.max_steps=5", "-m", "hydra.run.dir=x", "+extra=1", "checkpoint=null",
-                           "data=choice(mnist,fashion_mnist)"]) is None
+    assert (
+        unknown_option(
+            [
+                "experiment=rpr_mnist",
+                "hydra/launcher=joblib",
+                "trainer=ddp_cpu",
+                "perturbation=pixels,gaussian",
+                "rpr.max_steps=5",
+                "-m",
+                "hydra.run.dir=x",
+                "+extra=1",
+                "checkpoint=null",
+                "data=choice(mnist,fashion_mnist)",
+            ]
+        )
+        is None
+    )

@@ -193,7 +193,10 @@ def resolved(overrides: list[str]) -> dict:
             ["rpr.shard=0/4"],
             r"^rpr\.shard=0/4 measures RPR of M on a share of the test points only; set rpr\.retrain=false$",
         ),
-        (["rpr.balance.on_shortfall=some"], r"^rpr\.balance\.on_shortfall must be one of error, smallest, up_to, got 'some'$"),
+        (
+            ["rpr.balance.on_shortfall=some"],
+            r"^rpr\.balance\.on_shortfall must be one of error, smallest, up_to, got 'some'$",
+        ),
         (["rpr.autocast=fp8"], r"^rpr\.autocast must be one of null, bf16, fp16, got 'fp8'$"),
         (["data.val_fraction=1.0"], r"^data\.val_fraction must be in \[0, 1\), got 1\.0$"),
         (["data.download=maybe"], r"^data\.download must be one of auto, True, False, got 'maybe'$"),

@@ -12,7 +12,15 @@ from robustlab.data import SOURCES, VisionDataModule, load_split, train_val_spli
 from robustlab.errors import RobustlabError
 
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-CIFAR_FILES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"]
+CIFAR_FILES = [
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+    "test_batch",
+    "batches.meta",
+]
 
 
 @pytest.fixture
@@ -36,7 +44,9 @@ def assert_one_line(error):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,shape", [("mnist", (1, 28, 28)), ("fashion_mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))])
+@pytest.mark.parametrize(
+    "name,shape", [("mnist", (1, 28, 28)), ("fashion_mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))]
+)
 def test_module_reads_the_files_exactly(tiny, name, shape):
     root, arrays = tiny[name]
     data = VisionDataModule(name, str(root), download=False)
@@ -90,9 +100,14 @@ def test_relative_root_is_resolved(tiny_mnist_root, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("train_subset,val_fraction,n_train,n_val", [(None, 0.0, 300, 0), (100, 0.0, 100, 0), (100, 0.2, 80, 20), (None, 0.1, 270, 30), (1, 0.0, 1, 0)])
+@pytest.mark.parametrize(
+    "train_subset,val_fraction,n_train,n_val",
+    [(None, 0.0, 300, 0), (100, 0.0, 100, 0), (100, 0.2, 80, 20), (None, 0.1, 270, 30), (1, 0.0, 1, 0)],
+)
 def test_train_subset_and_val_fraction_sizes(tiny_mnist_root, train_subset, val_fraction, n_train, n_val):
-    data = VisionDataModule("mnist", str(tiny_mnist_root), download=False, train_subset=train_subset, val_fraction=val_fraction, seed=1)
+    data = VisionDataModule(
+        "mnist", str(tiny_mnist_root), download=False, train_subset=train_subset, val_fraction=val_fraction, seed=1
+    )
     data.setup()
     assert (len(data.train), len(data.val), len(data.test)) == (n_train, n_val, 100)
     assert not set(data.train.index.tolist()) & set(data.val.index.tolist())
@@ -112,7 +127,9 @@ def test_split_points_are_the_files_points_with_their_dataset_index(tiny_mnist):
 
 def test_split_is_deterministic_per_seed_and_differs_across_seeds(tiny_mnist_root):
     def split(seed):
-        data = VisionDataModule("mnist", str(tiny_mnist_root), download=False, train_subset=60, val_fraction=0.25, seed=seed)
+        data = VisionDataModule(
+            "mnist", str(tiny_mnist_root), download=False, train_subset=60, val_fraction=0.25, seed=seed
+        )
         data.setup()
         return data.train.index.tolist(), data.val.index.tolist()
 
@@ -155,7 +172,9 @@ def test_unknown_dataset_and_bad_batch_size():
 
 
 def test_with_train_index_keeps_val_and_test(tiny_mnist_root):
-    data = VisionDataModule("mnist", str(tiny_mnist_root), download=False, train_subset=100, val_fraction=0.2, seed=2, batch_size=7)
+    data = VisionDataModule(
+        "mnist", str(tiny_mnist_root), download=False, train_subset=100, val_fraction=0.2, seed=2, batch_size=7
+    )
     data.setup()
     wanted = data.train.index[[5, 0, 60, 33]]
     sub = data.with_train_index(wanted)
@@ -175,7 +194,9 @@ def test_with_train_index_outside_training_split(tiny_mnist_root):
     data = VisionDataModule("mnist", str(tiny_mnist_root), download=False, train_subset=100, val_fraction=0.2, seed=2)
     data.setup()
     outside = data.val.index[:2]
-    with pytest.raises(RobustlabError, match=r"train_index names points outside the training split, e\.g\. \[") as error:
+    with pytest.raises(
+        RobustlabError, match=r"train_index names points outside the training split, e\.g\. \["
+    ) as error:
         data.with_train_index(outside)
     assert_one_line(error)
 
@@ -187,7 +208,9 @@ def test_train_index_argument(tiny_mnist_root):
 
 
 def test_loaders(tiny_mnist_root):
-    data = VisionDataModule("mnist", str(tiny_mnist_root), download=False, batch_size=32, eval_batch_size=64, seed=4, val_fraction=0.1)
+    data = VisionDataModule(
+        "mnist", str(tiny_mnist_root), download=False, batch_size=32, eval_batch_size=64, seed=4, val_fraction=0.1
+    )
     data.setup()
 
     def order(loader):

@@ -37,12 +37,23 @@ def same(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 
 
 def quiet_trainer(root: Path, **extra) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=str(root), **extra)
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(root),
+        **extra,
+    )
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
-@pytest.mark.parametrize("options, outputs", [({}, 1), ({"semi_supervised": True}, 11), ({"conditional": True, "minibatch_discrimination": True}, 1)])
+@pytest.mark.parametrize(
+    "options, outputs",
+    [({}, 1), ({"semi_supervised": True}, 11), ({"conditional": True, "minibatch_discrimination": True}, 1)],
+)
 def test_output_shapes_for_both_image_sizes(shape, options, outputs):
     gan = tiny_gan(shape, **options).eval()
     labels = torch.arange(6) % 10
@@ -60,8 +71,15 @@ def test_an_image_size_the_architecture_cannot_produce_is_one_line(shape):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("bad, match", [({"latent_dim": 0}, "latent_dim"), ({"latent_dim": -3}, "latent_dim"), ({"latent": "cauchy"}, "latent"),
-                                        ({"semi_supervised": True, "conditional": True}, "exclude")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"latent_dim": -3}, "latent_dim"),
+        ({"latent": "cauchy"}, "latent"),
+        ({"semi_supervised": True, "conditional": True}, "exclude"),
+    ],
+)
 def test_bad_model_options_are_one_line(bad, match):
     with pytest.raises(RobustlabError, match=match) as error:
         tiny_gan(**bad)
@@ -115,7 +133,9 @@ def test_a_non_finite_loss_stops_with_one_line_naming_the_step(tmp_path):
     images[9] = float("nan")  # in the third batch of 4: training step 2
     gan = tiny_gan()
     with pytest.raises(RobustlabError, match="discriminator loss is nan at training step 2") as error:
-        quiet_trainer(tmp_path).fit(gan, DataLoader(TensorDataset(images, torch.zeros(16, dtype=torch.int64)), batch_size=4))
+        quiet_trainer(tmp_path).fit(
+            gan, DataLoader(TensorDataset(images, torch.zeros(16, dtype=torch.int64)), batch_size=4)
+        )
     assert "\n" not in str(error.value)
     # Grids of the two good steps only: nothing from the diverged step.
     assert sorted(p.name for p in (tmp_path / SAMPLES).iterdir()) == [f"step_{i:06d}.png" for i in range(3)]
@@ -128,11 +148,24 @@ def test_a_non_finite_loss_stops_with_one_line_naming_the_step(tmp_path):
 
 def gan_overrides(data_root: Path, experiment: str = "dcgan_mnist", **extra) -> list[str]:
     values = {
-        "experiment": experiment, "profile": "quick", "data.root": str(data_root), "data.download": "false",
-        "profile.gan_train_subset": 100, "profile.gan_epochs": 1, "profile.gan_batch_size": 25,
-        "model.g_width": 4, "model.d_width": 4, "model.latent_dim": 8, "model.sample_grid": 10, "model.sample_every_n_steps": 2,
-        "quality.samples": 40, "quality.classifier": "null", "interpolation.pairs": 2, "interpolation.steps": 3,
-        "trainer.enable_progress_bar": "false", "trainer.log_every_n_steps": 1,
+        "experiment": experiment,
+        "profile": "quick",
+        "data.root": str(data_root),
+        "data.download": "false",
+        "profile.gan_train_subset": 100,
+        "profile.gan_epochs": 1,
+        "profile.gan_batch_size": 25,
+        "model.g_width": 4,
+        "model.d_width": 4,
+        "model.latent_dim": 8,
+        "model.sample_grid": 10,
+        "model.sample_every_n_steps": 2,
+        "quality.samples": 40,
+        "quality.classifier": "null",
+        "interpolation.pairs": 2,
+        "interpolation.steps": 3,
+        "trainer.enable_progress_bar": "false",
+        "trainer.log_every_n_steps": 1,
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
@@ -154,8 +187,13 @@ def judge(tiny_mnist_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def mnist_run(tiny_mnist_root, judge, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("dcgan") / "run"
-    extra = {"quality.classifier": str(judge), "model.semi_supervised": "true", "model.feature_matching": "true",
-             "model.minibatch_discrimination": "true", "model.labels_per_class": 2}
+    extra = {
+        "quality.classifier": str(judge),
+        "model.semi_supervised": "true",
+        "model.feature_matching": "true",
+        "model.minibatch_discrimination": "true",
+        "model.labels_per_class": 2,
+    }
     return run_dir, run(compose_config(gan_overrides(tiny_mnist_root, **extra)), run_dir)
 
 
@@ -166,13 +204,19 @@ def test_mnist_run_logs_everything_the_figures_need(mnist_run):
     assert metrics["training"]["steps"] == 4 and (run_dir / "G.ckpt").is_file()
     grids = sorted(p.name for p in (run_dir / "G" / SAMPLES).iterdir())
     assert grids == ["step_000000.png", "step_000002.png", "step_000004.png"]
-    assert {"train/d_loss", "train/g_loss", "train/d_supervised"} <= set(open(run_dir / "G" / "metrics.csv").readline().strip().split(","))
+    assert {"train/d_loss", "train/g_loss", "train/d_supervised"} <= set(
+        open(run_dir / "G" / "metrics.csv").readline().strip().split(",")
+    )
     assert results.read_arrays(run_dir / "interpolation.npz")["images"].shape == (2, 3, 1, 28, 28)
     q = metrics["quality"]
     assert q["frechet_distance"] >= 0 and q["frechet_distance_real_vs_real"] >= 0
     assert sum(q["generated_classes"]) == q["generated_images"] == 40
     s = metrics["semi_supervised"]
-    assert s["labelled_images"] == 20 and 0 <= s["gan_discriminator_test_accuracy"] <= 1 and 0 <= s["labels_only_test_accuracy"] <= 1
+    assert (
+        s["labelled_images"] == 20
+        and 0 <= s["gan_discriminator_test_accuracy"] <= 1
+        and 0 <= s["labels_only_test_accuracy"] <= 1
+    )
     assert not [p for p in run_dir.rglob("*.tmp")]
 
 
@@ -195,16 +239,21 @@ def test_cifar10_run_through_the_torchvision_reader(tiny_cifar, tmp_path):
     root, arrays = tiny_cifar
     metrics = run(compose_config(gan_overrides(root, "dcgan_cifar10", **{"model.conditional": "true"})), tmp_path)
     assert metrics["data"]["name"] == "cifar10" and metrics["data"]["train_images"] == 100
-    assert metrics["model"]["input_shape"] == [3, 32, 32] and "quality" not in metrics  # no CIFAR-10 classifier by default
+    assert (
+        metrics["model"]["input_shape"] == [3, 32, 32] and "quality" not in metrics
+    )  # no CIFAR-10 classifier by default
     interpolation = results.read_arrays(tmp_path / "interpolation.npz")
     assert interpolation["images"].shape == (2, 3, 3, 32, 32) and list(interpolation["classes"]) == [0, 1]
 
 
-@pytest.mark.parametrize("extra, match", [
-    ({"model.latent_dim": 0}, "model.latent_dim must be a positive integer"),
-    ({"model.semi_supervised": "true", "model.labels_per_class": 31}, "larger than the smallest class"),
-    ({"quality.classifier": "/nonexistent/M.ckpt"}, "quality classifier checkpoint not found: /nonexistent/M.ckpt"),
-])
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"model.latent_dim": 0}, "model.latent_dim must be a positive integer"),
+        ({"model.semi_supervised": "true", "model.labels_per_class": 31}, "larger than the smallest class"),
+        ({"quality.classifier": "/nonexistent/M.ckpt"}, "quality classifier checkpoint not found: /nonexistent/M.ckpt"),
+    ],
+)
 def test_bad_input_stops_before_training_with_one_line(tiny_mnist_root, tmp_path, extra, match):
     with pytest.raises(RobustlabError, match=match) as error:
         run(compose_config(gan_overrides(tiny_mnist_root, **extra)), tmp_path)

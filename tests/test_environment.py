@@ -91,7 +91,9 @@ def test_installed_versions_match_the_pins(name):
 def test_ci_runs_make_test():
     script = ROOT / ".ci" / "run"
     assert script.is_file()
-    commands = [line.strip() for line in script.read_text().splitlines() if line.strip() and not line.strip().startswith("#")]
+    commands = [
+        line.strip() for line in script.read_text().splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
     assert "make test" in commands, commands
     assert commands[-1] == "make test" or any(c.startswith("make test") for c in commands)
     assert script.stat().st_mode & 0o111, ".ci/run is not executable"
@@ -112,7 +114,9 @@ def test_makefile_test_target_runs_pytest():
     recipe = makefile_recipe("test")
     assert recipe, "the test target has no recipe"
     assert any(re.search(r"(-m pytest|\bpytest\b)", line) for line in recipe), recipe
-    assert ".PHONY" in (ROOT / "Makefile").read_text() and re.search(r"\.PHONY:.*\btest\b", (ROOT / "Makefile").read_text())
+    assert ".PHONY" in (ROOT / "Makefile").read_text() and re.search(
+        r"\.PHONY:.*\btest\b", (ROOT / "Makefile").read_text()
+    )
 
 
 def test_makefile_installs_from_the_lock():

@@ -61,7 +61,10 @@ def test_seeds_come_from_the_profile(tmp_path):
 
 
 def test_placeholders_leave_hydra_interpolations_alone():
-    assert ex.expand("seed={seeds} hydra.sweep.subdir=seed_${seed}", {"seeds": "0,1"}) == "seed=0,1 hydra.sweep.subdir=seed_${seed}"
+    assert (
+        ex.expand("seed={seeds} hydra.sweep.subdir=seed_${seed}", {"seeds": "0,1"})
+        == "seed=0,1 hydra.sweep.subdir=seed_${seed}"
+    )
     with pytest.raises(RobustlabError, match=r"unknown placeholder \{nope\}"):
         ex.expand("x={nope}", {})
 
@@ -97,16 +100,38 @@ def test_make_figures_with_runs_missing_draws_what_it_can_and_names_the_rest(tin
     output, figures = tmp_path / "outputs", tmp_path / "figures"
     group = output / "reproduce" / "quick" / "rpr_mnist"
     env = {**os.environ, "ROBUSTLAB_OUTPUT": str(output), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-    overrides = tiny_run_overrides(tiny_mnist_root, **{"model.lr": 0.01, "rpr.balance.per_class": 3, "profile.rpr_train_points": 60, "profile.rpr_test_points": 20})
-    run = subprocess.run([sys.executable, "-m", "robustlab.cli", *overrides, f"hydra.run.dir={group / 'seed_0'}"],
-                         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    overrides = tiny_run_overrides(
+        tiny_mnist_root,
+        **{"model.lr": 0.01, "rpr.balance.per_class": 3, "profile.rpr_train_points": 60, "profile.rpr_test_points": 20},
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "robustlab.cli", *overrides, f"hydra.run.dir={group / 'seed_0'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     (group / "seed_1" / ".hydra").mkdir(parents=True)  # a crashed seed: config but no metrics
     (group / "seed_1" / ".hydra" / "config.yaml").write_text("name: rpr_mnist\n")
     make = subprocess.run(
-        ["make", "-s", "-C", str(ROOT), "figures", "PROFILE=quick", f"OUTPUT={output}", f"FIGURES={figures}",
-         f"BIN={Path(sys.executable).parent}", "STAMP="],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            "make",
+            "-s",
+            "-C",
+            str(ROOT),
+            "figures",
+            "PROFILE=quick",
+            f"OUTPUT={output}",
+            f"FIGURES={figures}",
+            f"BIN={Path(sys.executable).parent}",
+            "STAMP=",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert make.returncode == 0, make.stderr[-2000:]
     assert (figures / "quick" / "fig3_robust_ratio_M.png").is_file()

@@ -58,7 +58,11 @@ def assert_identical(a, b):
 
 
 def fallback_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "robustlab.robustness.fastpath" and r.levelno == logging.WARNING]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "robustlab.robustness.fastpath" and r.levelno == logging.WARNING
+    ]
 
 
 def test_problem_is_not_trivial(eager):
@@ -91,9 +95,11 @@ def test_compile_failing_at_once_warns_once_and_runs_eagerly(problem, eager, cap
 
 def test_compile_failing_on_first_call_warns_once_and_runs_eagerly(problem, eager, caplog, monkeypatch):
     """Inductor compiles lazily: a missing compiler shows up on the first forward pass."""
+
     def lazy(fn, *args, **kwargs):
         def call(x):
             raise RuntimeError("InductorError: CppCompileError")
+
         return call
 
     monkeypatch.setattr(torch, "compile", lazy)
@@ -153,22 +159,28 @@ def assert_one_line(error) -> None:
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"autocast": "fp64"}, r"^rpr\.autocast must be null, bf16 or fp16, got fp64$"),
-    ({"batch_size": 0}, r"batch_size >= 1"),
-    ({"batch_size": "big"}, r"^rpr\.batch_size must be a positive integer or auto, got big$"),
-    ({"compile": "yes"}, r"^rpr\.compile must be true or false, got yes$"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"autocast": "fp64"}, r"^rpr\.autocast must be null, bf16 or fp16, got fp64$"),
+        ({"batch_size": 0}, r"batch_size >= 1"),
+        ({"batch_size": "big"}, r"^rpr\.batch_size must be a positive integer or auto, got big$"),
+        ({"compile": "yes"}, r"^rpr\.compile must be true or false, got yes$"),
+    ],
+)
 def test_bad_values_fail_in_one_line(problem, options, message):
     with pytest.raises(RobustlabError, match=message) as error:
         rpr(problem, **options)
     assert_one_line(error)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("rpr.autocast=fp64", r"^rpr\.autocast must be null, bf16 or fp16, got fp64$"),
-    ("rpr.batch_size=0", r"^rpr\.batch_size must be a positive integer or auto, got 0$"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("rpr.autocast=fp64", r"^rpr\.autocast must be null, bf16 or fp16, got fp64$"),
+        ("rpr.batch_size=0", r"^rpr\.batch_size must be a positive integer or auto, got 0$"),
+    ],
+)
 def test_bad_config_values_fail_in_one_line_before_training(tiny_mnist_root, tmp_path, override, message):
     """The pipeline checks the fast-path values when it is built, not after M has trained."""
     from robustlab.pipelines.rpr_retrain import RPRRetrain
@@ -182,10 +194,22 @@ def test_bad_config_values_fail_in_one_line_before_training(tiny_mnist_root, tmp
 def test_pipeline_passes_the_fast_path_through(tiny_mnist_root, tmp_path, problem, eager):
     from robustlab.pipelines.rpr_retrain import RPRRetrain
 
-    cfg = compose_config(tiny_run_overrides(tiny_mnist_root, **{"rpr.batch_size": "auto", "rpr.autocast": "bf16",
-                                                                 "rpr.max_steps": MAX_STEPS, "perturbation": "uniform_linf",
-                                                                 "perturbation.epsilon": 0.5, "seed": 1}))
-    result = RPRRetrain(cfg, tmp_path).measure(problem[0], Split(problem[1], problem[2], torch.arange(len(problem[2]))), "M_test")
+    cfg = compose_config(
+        tiny_run_overrides(
+            tiny_mnist_root,
+            **{
+                "rpr.batch_size": "auto",
+                "rpr.autocast": "bf16",
+                "rpr.max_steps": MAX_STEPS,
+                "perturbation": "uniform_linf",
+                "perturbation.epsilon": 0.5,
+                "seed": 1,
+            },
+        )
+    )
+    result = RPRRetrain(cfg, tmp_path).measure(
+        problem[0], Split(problem[1], problem[2], torch.arange(len(problem[2]))), "M_test"
+    )
     assert abs(result.robust_ratio() - eager.robust_ratio()) <= ROBUST_RATIO_TOLERANCE
     assert (tmp_path / "rpr_M_test.csv").is_file()
 

@@ -15,6 +15,7 @@ from robustlab.models import SimpleCNN
 
 def reference(a: np.ndarray, b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), square roots by eigendecomposition."""
+
     def sqrtm(s):
         w, v = np.linalg.eigh(s)
         return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
@@ -62,7 +63,9 @@ def test_class_histogram_counts_every_image_and_the_report_spots_a_collapse():
     hist = class_histogram(cnn, real, 10)
     assert hist.shape == (10,) and hist.sum() == 30
     collapsed = real[:1].repeat(30, 1, 1, 1)  # one image over and over: one class
-    report = quality_report(cnn, collapsed, real, 10, other_real=torch.rand(30, 1, 28, 28), intended=torch.zeros(30, dtype=torch.int64))
+    report = quality_report(
+        cnn, collapsed, real, 10, other_real=torch.rand(30, 1, 28, 28), intended=torch.zeros(30, dtype=torch.int64)
+    )
     assert report["classes_covered"] == 1 and report["class_entropy"] == 0.0
     assert report["frechet_distance"] > report["frechet_distance_real_vs_real"]
     assert "not an FID" in report["feature_net"]
@@ -74,7 +77,9 @@ def test_quality_classifier_missing_or_for_other_images_is_one_line(tmp_path):
     assert "\n" not in str(error.value) and "quality.classifier" in str(error.value)
     import pytorch_lightning as pl
 
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.strategy.connect(SimpleCNN(channels=(4, 8)))
     trainer.save_checkpoint(str(tmp_path / "M.ckpt"))
     with pytest.raises(RobustlabError, match=r"takes \(1, 28, 28\) images, the data has \(3, 32, 32\)"):

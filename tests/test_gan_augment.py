@@ -15,9 +15,18 @@ from robustlab.pipelines.rpr_gan_augment import GENERATED_INDEX, RPRGanAugment
 from robustlab.plotting.dcgan import plot_gan_augment
 
 TINY_GAN = {
-    "experiment": "rpr_gan_augment", "profile.max_steps": 3, "model.lr": 0.01, "rpr.balance.per_class": 3,
-    "gan.model.g_width": 4, "gan.model.d_width": 4, "gan.model.latent_dim": 8, "gan.model.sample_grid": 10,
-    "gan.epochs": 1, "gan.batch_size": 10, "gan.samples_per_class": 3, "trainer.log_every_n_steps": 1,
+    "experiment": "rpr_gan_augment",
+    "profile.max_steps": 3,
+    "model.lr": 0.01,
+    "rpr.balance.per_class": 3,
+    "gan.model.g_width": 4,
+    "gan.model.d_width": 4,
+    "gan.model.latent_dim": 8,
+    "gan.model.sample_grid": 10,
+    "gan.epochs": 1,
+    "gan.batch_size": 10,
+    "gan.samples_per_class": 3,
+    "trainer.log_every_n_steps": 1,
 }
 
 
@@ -41,7 +50,9 @@ def test_run_writes_metrics_table_and_per_point_results(augment_run):
     assert sum(g["kept_per_class"]) == g["kept"] <= 30
     generated = results.load_rpr(run_dir / "rpr_G_samples.csv")
     assert len(generated.index) == 30 and generated.index.min() == GENERATED_INDEX
-    assert np.array_equal(generated.label, np.repeat(np.arange(10), 3))  # each image labelled with the class it was made for
+    assert np.array_equal(
+        generated.label, np.repeat(np.arange(10), 3)
+    )  # each image labelled with the class it was made for
     assert g["kept"] == int(generated.robust.sum())
     table = pd.read_csv(run_dir / "augment_table.csv")
     assert list(table["model"]) == ["M", "M_R", "M_R+G"]
@@ -68,12 +79,15 @@ def test_plot_gan_augment_draws_from_the_logged_results(augment_run, tmp_path):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
 
 
-@pytest.mark.parametrize("extra, match", [
-    ({"gan.model.conditional": "false"}, "class-conditional"),
-    ({"gan.samples_per_class": 0}, "gan.samples_per_class must be a positive integer"),
-    ({"rpr.retrain": "false"}, "needs rpr.retrain=true"),
-    ({"gan.model.latent_dim": 0}, "model.latent_dim must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ({"gan.model.conditional": "false"}, "class-conditional"),
+        ({"gan.samples_per_class": 0}, "gan.samples_per_class must be a positive integer"),
+        ({"rpr.retrain": "false"}, "needs rpr.retrain=true"),
+        ({"gan.model.latent_dim": 0}, "model.latent_dim must be a positive integer"),
+    ],
+)
 def test_bad_input_stops_before_training_with_one_line(tiny_mnist_root, tmp_path, extra, match):
     with pytest.raises(RobustlabError, match=match) as error:
         run(compose_config(overrides(tiny_mnist_root, **extra)), tmp_path)

@@ -34,7 +34,9 @@ def test_the_readers_left_out_of_the_code_version_exist():
         assert (identity.PACKAGE / reader).exists(), reader
 
 
-@pytest.mark.skipif(shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None, reason="import-linter not installed")
+@pytest.mark.skipif(
+    shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None, reason="import-linter not installed"
+)
 def test_lint_imports_keeps_every_contract():
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     done = subprocess.run([lint, "--no-cache"], cwd=ROOT, capture_output=True, text=True)

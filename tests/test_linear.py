@@ -45,7 +45,9 @@ def test_robust_hinge_is_the_maximum_over_the_corners_of_the_ball(eps):
     signs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=4))).view(16, 1, 2, 2)  # all 16 corners
     with torch.no_grad():
         brute = torch.stack([hinge(y[i] * model(x[i] + eps * signs)).max() for i in range(len(x))])
-        per_sample = torch.stack([robust_hinge_loss(model(x[i : i + 1]), y[i : i + 1], model.w, eps, "sum") for i in range(len(x))])
+        per_sample = torch.stack(
+            [robust_hinge_loss(model(x[i : i + 1]), y[i : i + 1], model.w, eps, "sum") for i in range(len(x))]
+        )
     torch.testing.assert_close(per_sample, brute)
 
 
@@ -58,12 +60,20 @@ def test_forward_shape_and_keras_initialisation():
     assert float(model.b.detach()) == 0.0
 
 
-@pytest.mark.parametrize("eps,lr,reduction,expected", [
-    (0.0, None, None, (0.1, "mean")),     # the blog's regular script: Keras Hinge (mean), SGD 0.1
-    (0.1, None, None, (1e-4, "sum")),     # the blog's robust script: gradient of the loss vector = of its sum, SGD 1e-4
-    (0.3, 0.01, "mean", (0.01, "mean")),  # explicit values override
-    (0.0, 0.5, "sum", (0.5, "sum")),
-])
+@pytest.mark.parametrize(
+    "eps,lr,reduction,expected",
+    [
+        (0.0, None, None, (0.1, "mean")),  # the blog's regular script: Keras Hinge (mean), SGD 0.1
+        (
+            0.1,
+            None,
+            None,
+            (1e-4, "sum"),
+        ),  # the blog's robust script: gradient of the loss vector = of its sum, SGD 1e-4
+        (0.3, 0.01, "mean", (0.01, "mean")),  # explicit values override
+        (0.0, 0.5, "sum", (0.5, "sum")),
+    ],
+)
 def test_the_blogs_lr_and_reduction_and_overrides(eps, lr, reduction, expected):
     model = LinearHinge(epsilon=eps, lr=lr, reduction=reduction)
     assert (model.lr, model.reduction) == expected
@@ -76,15 +86,23 @@ def test_the_blogs_lr_and_reduction_and_overrides(eps, lr, reduction, expected):
 
 
 def test_a_score_of_zero_counts_as_wrong():
-    assert binary_correct(torch.tensor([0.0, 2.0, -1.0, 0.0]), torch.tensor([1, 1, -1, -1])).tolist() == [False, True, True, False]
+    assert binary_correct(torch.tensor([0.0, 2.0, -1.0, 0.0]), torch.tensor([1, 1, -1, -1])).tolist() == [
+        False,
+        True,
+        True,
+        False,
+    ]
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"epsilon": -0.1}, "model.epsilon must be a number >= 0"),
-    ({"epsilon": float("inf")}, "model.epsilon must be a number >= 0"),
-    ({"lr": 0}, "model.lr must be > 0"),
-    ({"reduction": "max"}, "model.reduction must be mean, sum or null"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"epsilon": -0.1}, "model.epsilon must be a number >= 0"),
+        ({"epsilon": float("inf")}, "model.epsilon must be a number >= 0"),
+        ({"lr": 0}, "model.lr must be > 0"),
+        ({"reduction": "max"}, "model.reduction must be mean, sum or null"),
+    ],
+)
 def test_model_bad_input_is_one_line(kwargs, message):
     with pytest.raises(RobustlabError, match=message) as error:
         LinearHinge(**kwargs)
@@ -123,10 +141,18 @@ def test_binary_module_first_digit_is_minus_one_and_subsets_count_pair_images(ti
         assert split.labels.tolist() == [-1 if labels[i] == 7 else 1 for i in split.index.tolist()]
 
 
-@pytest.mark.parametrize("digits,message", [
-    ([0, 10], "outside 0..9"), ([-1, 1], "outside 0..9"), ([3, 3], "the same digit twice"),
-    ([1], "two different digits"), ([0, 1, 2], "two different digits"), ([0.5, 1], "not integers"), (5, "two different digits"),
-])
+@pytest.mark.parametrize(
+    "digits,message",
+    [
+        ([0, 10], "outside 0..9"),
+        ([-1, 1], "outside 0..9"),
+        ([3, 3], "the same digit twice"),
+        ([1], "two different digits"),
+        ([0, 1, 2], "two different digits"),
+        ([0.5, 1], "not integers"),
+        (5, "two different digits"),
+    ],
+)
 def test_bad_digits_are_one_line(tiny_mnist_root, digits, message):
     with pytest.raises(RobustlabError, match=message) as error:
         BinaryDataModule(digits, "mnist", str(tiny_mnist_root), download=False)
@@ -152,9 +178,17 @@ def test_a_digit_missing_from_the_data_is_one_line(tmp_path):
 
 
 def linear_config(root: Path, **extra):
-    values = {"experiment": "linear_robust", "data.root": str(root), "data.download": "false", "data.batch_size": 10,
-              "profile.linear_epochs": 2, "attack.epsilons.num": 11, "attack.misclassified_eps.num": 6, "attack.misclassified_keep": 3,
-              "trainer.enable_progress_bar": "false"}
+    values = {
+        "experiment": "linear_robust",
+        "data.root": str(root),
+        "data.download": "false",
+        "data.batch_size": 10,
+        "profile.linear_epochs": 2,
+        "attack.epsilons.num": 11,
+        "attack.misclassified_eps.num": 6,
+        "attack.misclassified_keep": 3,
+        "trainer.enable_progress_bar": "false",
+    }
     values.update(extra)
     return compose_config([f"{k}={v}" for k, v in values.items()])
 
@@ -173,7 +207,11 @@ def test_pipeline_writes_every_result_file(linear_run):
     assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     assert metrics["experiment"] == "linear_robust" and metrics["epsilon"] == 0.1
     assert (metrics["model"]["lr"], metrics["model"]["reduction"], metrics["model"]["epochs"]) == (1e-4, "sum", 2)
-    assert metrics["data"]["digits"] == [0, 1] and metrics["data"]["train_images"] == 60 and metrics["data"]["test_images"] == 20
+    assert (
+        metrics["data"]["digits"] == [0, 1]
+        and metrics["data"]["train_images"] == 60
+        and metrics["data"]["test_images"] == 20
+    )
     for key in ("train_accuracy", "train_accuracy_running", "test_accuracy"):
         assert 0.0 <= metrics[key] <= 1.0
     curve = pd.read_csv(run_dir / "attack_curve.csv")
@@ -227,15 +265,18 @@ def test_claims_keys_exist_and_when_selects_the_runs_epsilon(linear_run):
     assert lines[0].startswith("== linear_robust") and sum("robust eps 0.1" in line for line in lines) == 3
 
 
-@pytest.mark.parametrize("extra,message", [
-    ({"model.epsilon": -0.1}, "model.epsilon must be a number >= 0"),
-    ({"data.digits": "[2,2]"}, "the same digit twice"),
-    ({"attack.epsilons.num": 0}, "num must be an integer >= 1"),
-    ({"attack.epsilons.start": -0.1}, "epsilon must be a finite number >= 0"),
-    ({"attack.misclassified_keep": 0}, "misclassified_keep must be an integer >= 1"),
-    ({"model": "simple_cnn"}, "needs model=linear_hinge"),
-    ({"data": "mnist"}, "needs a binary data module"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"model.epsilon": -0.1}, "model.epsilon must be a number >= 0"),
+        ({"data.digits": "[2,2]"}, "the same digit twice"),
+        ({"attack.epsilons.num": 0}, "num must be an integer >= 1"),
+        ({"attack.epsilons.start": -0.1}, "epsilon must be a finite number >= 0"),
+        ({"attack.misclassified_keep": 0}, "misclassified_keep must be an integer >= 1"),
+        ({"model": "simple_cnn"}, "needs model=linear_hinge"),
+        ({"data": "mnist"}, "needs a binary data module"),
+    ],
+)
 def test_pipeline_bad_input_is_one_line_before_training(tiny_mnist_root, tmp_path, extra, message):
     with pytest.raises(RobustlabError, match=message) as error:
         LinearRobust(linear_config(tiny_mnist_root, **extra), tmp_path)
@@ -248,8 +289,10 @@ def test_pipeline_bad_input_is_one_line_before_training(tiny_mnist_root, tmp_pat
 # ---------------------------------------------------------------------------------------------
 
 FAKE = {  # (epsilon, seed) -> (running train accuracy, test accuracy, eps at 50% unclipped)
-    (0.0, 0): (0.990, 0.995, 0.08), (0.0, 1): (0.994, 0.999, 0.06),
-    (0.1, 0): (0.980, 0.985, 0.30), (0.1, 1): (0.984, 0.987, 0.28),
+    (0.0, 0): (0.990, 0.995, 0.08),
+    (0.0, 1): (0.994, 0.999, 0.06),
+    (0.1, 0): (0.980, 0.985, 0.30),
+    (0.1, 1): (0.984, 0.987, 0.28),
 }
 
 
@@ -258,26 +301,47 @@ def fake_run(path: Path, eps: float, seed: int) -> None:
     grid = np.linspace(0, 0.5, 11)
     curve = np.clip(test - grid / (2 * at50), 0, 1)
     rng = np.random.default_rng(seed)
-    results.write_table(path / "attack_curve.csv", {"eps": grid, "exact_unclipped": curve, "exact_clipped": np.minimum(curve + 0.1, 1)})
-    results.write_arrays(path / "weights.npz", w=rng.normal(size=(28, 28)).astype(np.float32) * (1 + 10 * eps), b=np.float32(0.1))
+    results.write_table(
+        path / "attack_curve.csv", {"eps": grid, "exact_unclipped": curve, "exact_clipped": np.minimum(curve + 0.1, 1)}
+    )
+    results.write_arrays(
+        path / "weights.npz", w=rng.normal(size=(28, 28)).astype(np.float32) * (1 + 10 * eps), b=np.float32(0.1)
+    )
     eps_m, keep = np.linspace(0, 0.5, 6), 2
     scores = rng.normal(size=(6, keep)).astype(np.float32)
     scores[0] = np.nan  # nothing misclassified at eps 0
     results.write_arrays(
-        path / "misclassified.npz", eps=eps_m, images=rng.random((6, keep, 1, 28, 28), dtype=np.float32),
-        clean=rng.random((6, keep, 1, 28, 28), dtype=np.float32), scores=scores, labels=np.ones((6, keep), np.int64),
-        index=np.zeros((6, keep), np.int64), count=np.array([0, 2, 2, 2, 2, 2]), clip=np.array(False),
-        all_scores=rng.normal(size=40).astype(np.float32), all_eps=np.repeat(eps_m[1:], 8),
+        path / "misclassified.npz",
+        eps=eps_m,
+        images=rng.random((6, keep, 1, 28, 28), dtype=np.float32),
+        clean=rng.random((6, keep, 1, 28, 28), dtype=np.float32),
+        scores=scores,
+        labels=np.ones((6, keep), np.int64),
+        index=np.zeros((6, keep), np.int64),
+        count=np.array([0, 2, 2, 2, 2, 2]),
+        clip=np.array(False),
+        all_scores=rng.normal(size=40).astype(np.float32),
+        all_eps=np.repeat(eps_m[1:], 8),
     )
-    curves = {"exact_unclipped": {"first_grid_eps": 0.1, "interpolated_eps": at50, "accuracy_at_max_eps": 0.0},
-              "exact_clipped": {"first_grid_eps": 0.1, "interpolated_eps": at50 + 0.01, "accuracy_at_max_eps": 0.0}}
-    results.write_json(path / "metrics.json", {
-        "experiment": "linear_robust", "profile": "quick", "seed": seed, "epsilon": eps,
-        "model": {"lr": 0.1, "reduction": "mean", "epochs": 3, "w_l1": 10.0, "eps_w_l1": 10.0 * eps, "b": 0.1},
-        "data": {"name": "mnist", "digits": [0, 1], "train_images": 100, "test_images": 50},
-        "train_accuracy": train - 0.001, "train_accuracy_running": train, "test_accuracy": test,
-        "attack": {"clip": False, "eps_at_50": at50, "curves": curves},
-    })
+    curves = {
+        "exact_unclipped": {"first_grid_eps": 0.1, "interpolated_eps": at50, "accuracy_at_max_eps": 0.0},
+        "exact_clipped": {"first_grid_eps": 0.1, "interpolated_eps": at50 + 0.01, "accuracy_at_max_eps": 0.0},
+    }
+    results.write_json(
+        path / "metrics.json",
+        {
+            "experiment": "linear_robust",
+            "profile": "quick",
+            "seed": seed,
+            "epsilon": eps,
+            "model": {"lr": 0.1, "reduction": "mean", "epochs": 3, "w_l1": 10.0, "eps_w_l1": 10.0 * eps, "b": 0.1},
+            "data": {"name": "mnist", "digits": [0, 1], "train_images": 100, "test_images": 50},
+            "train_accuracy": train - 0.001,
+            "train_accuracy_running": train,
+            "test_accuracy": test,
+            "attack": {"clip": False, "eps_at_50": at50, "curves": curves},
+        },
+    )
 
 
 @pytest.fixture
@@ -296,14 +360,19 @@ def test_table_and_figures_from_logged_results(fake_multirun, tmp_path, capsys):
     out = tmp_path / "figs"
     written = plots.plot_linear(fake_multirun, out)
     assert "skipped job 9" in capsys.readouterr().err
-    expected = {out / f"{n}.{fmt}" for n in FIGURES for fmt in ("png", "pdf")} | {out / "linear_table.csv", out / "linear_table.tex"}
+    expected = {out / f"{n}.{fmt}" for n in FIGURES for fmt in ("png", "pdf")} | {
+        out / "linear_table.csv",
+        out / "linear_table.tex",
+    }
     assert set(written) == expected
     assert all(p.stat().st_size > 0 for p in expected) and not list(out.glob(".*.tmp"))
     table = pd.read_csv(out / "linear_table.csv")
     assert table["model"].tolist() == ["regular", "robust ε=0.1"] and table["seeds"].tolist() == [2, 2]
     np.testing.assert_allclose(table["train_accuracy_pct_mean"], [99.2, 98.2])
     np.testing.assert_allclose(table["test_accuracy_pct_mean"], [99.7, 98.6])
-    np.testing.assert_allclose(table["test_accuracy_pct_sd"], [np.std([99.5, 99.9], ddof=1), np.std([98.5, 98.7], ddof=1)])
+    np.testing.assert_allclose(
+        table["test_accuracy_pct_sd"], [np.std([99.5, 99.9], ddof=1), np.std([98.5, 98.7], ddof=1)]
+    )
     np.testing.assert_allclose(table["eps_at_50_mean"], [0.07, 0.29])
     np.testing.assert_allclose(table["train_accuracy_final_pct_mean"], [99.1, 98.1])
     tex = (out / "linear_table.tex").read_text()
@@ -313,7 +382,9 @@ def test_table_and_figures_from_logged_results(fake_multirun, tmp_path, capsys):
 def test_one_seed_table_has_no_spread(fake_multirun, tmp_path):
     rows = plots.table_rows([r for r in plots.collect_linear_runs(fake_multirun) if r.seed == 0])
     assert [r["seeds"] for r in rows] == [1, 1] and all(np.isnan(r["test_accuracy_pct_sd"]) for r in rows)
-    assert "$\\pm$" not in plots.table_tex(rows, "footer").split("\\midrule")[1]  # (the header comment explains the notation)
+    assert (
+        "$\\pm$" not in plots.table_tex(rows, "footer").split("\\midrule")[1]
+    )  # (the header comment explains the notation)
 
 
 def test_plot_bad_input_is_one_line(tmp_path, capsys):

@@ -111,7 +111,12 @@ def test_float64_images_keep_their_dtype(name):
 
 @pytest.mark.parametrize(
     "name,params",
-    [("gaussian", {"sigma": 0.0}), ("salt_pepper", {"rate": 0.0}), ("uniform_linf", {"epsilon": 0.0}), ("blur", {"kernel_size": 1})],
+    [
+        ("gaussian", {"sigma": 0.0}),
+        ("salt_pepper", {"rate": 0.0}),
+        ("uniform_linf", {"epsilon": 0.0}),
+        ("blur", {"kernel_size": 1}),
+    ],
 )
 def test_zero_strength_leaves_images_unchanged(name, params):
     x = images_like(4, (3, 32, 32))
@@ -310,12 +315,16 @@ def test_bad_parameter_is_one_line_error(name, params, match):
 
 
 def test_unknown_scheme_lists_the_known_ones():
-    with pytest.raises(RobustlabError, match=r"unknown perturbation scheme 'nope'; choose one of pixels, gaussian") as error:
+    with pytest.raises(
+        RobustlabError, match=r"unknown perturbation scheme 'nope'; choose one of pixels, gaussian"
+    ) as error:
         make_perturbation("nope")
     assert_one_line(error)
 
 
-@pytest.mark.parametrize("name,params", [("gaussian", {"sgima": 0.1}), ("pixels", {"k": 3, "radius": 2}), ("blur", {"sigma": 1.0})])
+@pytest.mark.parametrize(
+    "name,params", [("gaussian", {"sgima": 0.1}), ("pixels", {"k": 3, "radius": 2}), ("blur", {"sigma": 1.0})]
+)
 def test_unknown_parameter_is_named(name, params):
     with pytest.raises(RobustlabError, match=rf"perturbation '{name}' has no parameter\(s\)") as error:
         make_perturbation(name, **params)
@@ -326,7 +335,9 @@ def test_unknown_parameter_is_named(name, params):
 
 @pytest.mark.parametrize("k,shape", [(785, (1, 28, 28)), (10000, (1, 28, 28)), (1025, (3, 32, 32)), (17, (1, 4, 4))])
 def test_pixels_k_larger_than_image_is_refused(k, shape):
-    with pytest.raises(RobustlabError, match=rf"perturbation\.k={k} is larger than the {shape[1] * shape[2]} pixels") as error:
+    with pytest.raises(
+        RobustlabError, match=rf"perturbation\.k={k} is larger than the {shape[1] * shape[2]} pixels"
+    ) as error:
         Pixels(k=k).check_images(shape)
     assert_one_line(error)
 

@@ -55,7 +55,21 @@ def test_metrics_file_has_every_section_with_values_in_range(full_run):
     run_dir, metrics = full_run
     on_disk = json.loads((run_dir / results.METRICS).read_text())
     assert on_disk == json.loads(json.dumps(metrics))  # what run() returns is what it wrote
-    for key in ("experiment", "profile", "seed", "data", "perturbation", "scheme", "max_steps", "config", "M", "M_train", "subset", "M_R", "wall_time_s"):
+    for key in (
+        "experiment",
+        "profile",
+        "seed",
+        "data",
+        "perturbation",
+        "scheme",
+        "max_steps",
+        "config",
+        "M",
+        "M_train",
+        "subset",
+        "M_R",
+        "wall_time_s",
+    ):
         assert key in on_disk, key
     assert on_disk["experiment"] == "rpr_retrain"
     assert on_disk["scheme"] == "pixels" and on_disk["perturbation"].startswith("pixels")
@@ -100,7 +114,9 @@ def test_per_datapoint_files_one_row_per_point(full_run, tiny_mnist_root):
     assert metrics["M_train"]["robust_ratio"] == pytest.approx(train_m.robust_ratio())
     assert metrics["M_R"]["test"]["robust_ratio"] == pytest.approx(test_r.robust_ratio())
     robust_train = np.bincount(train_m.label[train_m.robust], minlength=10)
-    assert {int(k): v for k, v in metrics["subset"]["available_per_class"].items()} == dict(enumerate(robust_train.tolist()))
+    assert {int(k): v for k, v in metrics["subset"]["available_per_class"].items()} == dict(
+        enumerate(robust_train.tolist())
+    )
 
 
 def test_checkpoints_written_atomically_and_loadable(full_run, tiny_mnist_root):
@@ -123,7 +139,14 @@ def test_checkpoints_written_atomically_and_loadable(full_run, tiny_mnist_root):
 def test_examples_for_the_figures(full_run):
     run_dir, _ = full_run
     arrays = results.read_arrays(run_dir / "examples_M_test.npz")
-    for key in ("robust_images", "robust_labels", "fragile_images", "fragile_perturbed", "fragile_step", "fragile_fail_pred"):
+    for key in (
+        "robust_images",
+        "robust_labels",
+        "fragile_images",
+        "fragile_perturbed",
+        "fragile_step",
+        "fragile_fail_pred",
+    ):
         assert key in arrays
     assert len(arrays["fragile_images"]) == len(arrays["fragile_perturbed"]) == len(arrays["fragile_step"])
     assert arrays["robust_images"].shape[1:] == (1, 28, 28)
@@ -153,7 +176,9 @@ def test_retrain_false_stops_after_rpr_of_m(tiny_mnist_root, tmp_path):
 
 def test_saved_checkpoint_measured_again_gives_the_same_rpr(full_run, tiny_mnist_root, tmp_path):
     run_dir, _ = full_run
-    metrics = run_pipeline(tiny_mnist_root, tmp_path / "remeasure", **{"rpr.retrain": "false", "checkpoint": str(run_dir / "M.ckpt")})
+    metrics = run_pipeline(
+        tiny_mnist_root, tmp_path / "remeasure", **{"rpr.retrain": "false", "checkpoint": str(run_dir / "M.ckpt")}
+    )
     assert (tmp_path / "remeasure" / "rpr_M_test.csv").read_bytes() == (run_dir / "rpr_M_test.csv").read_bytes()
     assert not (tmp_path / "remeasure" / "M.ckpt").exists()  # nothing trained
     assert metrics["M"]["test"]["points"] == 40
@@ -161,7 +186,11 @@ def test_saved_checkpoint_measured_again_gives_the_same_rpr(full_run, tiny_mnist
 
 def test_perturbation_that_never_fools_the_model(tiny_mnist_root, tmp_path):
     """sigma=0 changes nothing: every correctly classified point is robust (and no fragile example exists)."""
-    metrics = run_pipeline(tiny_mnist_root, tmp_path / "run", **{"perturbation": "gaussian", "perturbation.sigma": 0.0, "rpr.retrain": "false"})
+    metrics = run_pipeline(
+        tiny_mnist_root,
+        tmp_path / "run",
+        **{"perturbation": "gaussian", "perturbation.sigma": 0.0, "rpr.retrain": "false"},
+    )
     test = metrics["M"]["test"]
     assert test["robust_ratio"] == pytest.approx(test["clean_accuracy"])
     assert test["median_steps_to_failure"] is None
@@ -170,23 +199,33 @@ def test_perturbation_that_never_fools_the_model(tiny_mnist_root, tmp_path):
 
 def test_pipeline_errors_are_one_line(tiny_mnist_root, tmp_path):
     with pytest.raises(RobustlabError, match=r"checkpoint not found: .*nothing\.ckpt"):
-        run_pipeline(tiny_mnist_root, tmp_path / "a", **{"rpr.retrain": "false", "checkpoint": str(tmp_path / "nothing.ckpt")})
+        run_pipeline(
+            tiny_mnist_root, tmp_path / "a", **{"rpr.retrain": "false", "checkpoint": str(tmp_path / "nothing.ckpt")}
+        )
     with pytest.raises(RobustlabError, match=r"perturbation\.k=785 is larger than the 784 pixels"):
         run_pipeline(tiny_mnist_root, tmp_path / "b", **{"perturbation.k": 785})
     with pytest.raises(RobustlabError, match=r"rpr\.max_steps must be a positive integer, got 0"):
         run_pipeline(tiny_mnist_root, tmp_path / "c", **{"profile.max_steps": 0})
     with pytest.raises(RobustlabError, match=r"asked 50 robust points per class but some classes have fewer"):
-        run_pipeline(tiny_mnist_root, tmp_path / "d", **{"rpr.balance.per_class": 50, "rpr.balance.on_shortfall": "error"})
+        run_pipeline(
+            tiny_mnist_root, tmp_path / "d", **{"rpr.balance.per_class": 50, "rpr.balance.on_shortfall": "error"}
+        )
     assert not (tmp_path / "b").exists() or not list((tmp_path / "b").glob("*.ckpt"))  # failed before training
 
 
 def test_real_cli_in_a_subprocess(tiny_mnist_root, tmp_path):
     run_dir = tmp_path / "cli_run"
-    overrides = tiny_run_overrides(tiny_mnist_root, **{**FAST, "profile.rpr_train_points": 60, "profile.rpr_test_points": 20})
+    overrides = tiny_run_overrides(
+        tiny_mnist_root, **{**FAST, "profile.rpr_train_points": 60, "profile.rpr_test_points": 20}
+    )
     env = {**os.environ, "ROBUSTLAB_OUTPUT": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
     proc = subprocess.run(
         [sys.executable, "-m", "robustlab.cli", *overrides, f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -213,7 +252,9 @@ def test_load_classifier_missing_file(tmp_path):
 def test_load_classifier_corrupt_file(tmp_path, content):
     path = tmp_path / "broken.ckpt"
     path.write_bytes(content)
-    with pytest.raises(RobustlabError, match=r"checkpoint .*broken\.ckpt is corrupt or not a SimpleCNN checkpoint \(") as error:
+    with pytest.raises(
+        RobustlabError, match=r"checkpoint .*broken\.ckpt is corrupt or not a SimpleCNN checkpoint \("
+    ) as error:
         load_classifier(SimpleCNN, path)
     assert "\n" not in str(error.value)
 
@@ -271,7 +312,9 @@ def test_m_r_does_not_depend_on_where_m_came_from(tiny_mnist_root, tmp_path):
 
 def test_reused_rpr_of_m_gives_the_run_it_came_from(full_run, tiny_mnist_root, tmp_path):
     source, metrics = full_run
-    again = run_pipeline(tiny_mnist_root, tmp_path, checkpoint=str(source / "M.ckpt"), **{"rpr.reuse_from": str(source)})
+    again = run_pipeline(
+        tiny_mnist_root, tmp_path, checkpoint=str(source / "M.ckpt"), **{"rpr.reuse_from": str(source)}
+    )
     for name in ("M_test", "M_train", "M_R_test"):
         assert (tmp_path / f"rpr_{name}.csv").read_text() == (source / f"rpr_{name}.csv").read_text(), name
     assert again["M"] == metrics["M"] and again["M_R"] == metrics["M_R"]
@@ -282,8 +325,13 @@ def test_reused_rpr_of_m_gives_the_run_it_came_from(full_run, tiny_mnist_root, t
 
 def test_reuse_from_a_run_of_another_seed_is_one_line(full_run, tiny_mnist_root, tmp_path):
     source, _ = full_run
-    with pytest.raises(RobustlabError, match=r"^rpr.reuse_from=.*: its rpr_M_test.csv was measured with another seed, points; drop rpr.reuse_from"):
-        run_pipeline(tiny_mnist_root, tmp_path, checkpoint=str(source / "M.ckpt"), seed=1, **{"rpr.reuse_from": str(source)})
+    with pytest.raises(
+        RobustlabError,
+        match=r"^rpr.reuse_from=.*: its rpr_M_test.csv was measured with another seed, points; drop rpr.reuse_from",
+    ):
+        run_pipeline(
+            tiny_mnist_root, tmp_path, checkpoint=str(source / "M.ckpt"), seed=1, **{"rpr.reuse_from": str(source)}
+        )
 
 
 def test_control_m_rand_matches_m_r_class_counts_and_budget(full_run):
@@ -300,8 +348,11 @@ def test_control_m_rand_matches_m_r_class_counts_and_budget(full_run):
 
 def test_a_near_empty_robust_class_skips_retraining_in_one_line(tiny_mnist_root, tmp_path):
     """Every point fools the model at once (k = all pixels): no class has robust images; M is still reported."""
-    metrics = run_pipeline(tiny_mnist_root, tmp_path / "run", **{"perturbation.k": 784, "perturbation.count": "exact",
-                                                                  "rpr.balance.on_shortfall": "smallest"})
+    metrics = run_pipeline(
+        tiny_mnist_root,
+        tmp_path / "run",
+        **{"perturbation.k": 784, "perturbation.count": "exact", "rpr.balance.on_shortfall": "smallest"},
+    )
     assert metrics["retrain_skipped"].startswith("robust subset too small to train on: classes {0: ")
     # null, not absent: a claim reads the seed as undefined, and a table shows it, rather than failing on a missing key
     assert metrics["M_R"] == {"test_accuracy": None, "test": {"robust_ratio": None}} and "M_train" in metrics
@@ -314,8 +365,12 @@ def test_train_until_balanced_stops_once_every_class_has_its_robust_points(full_
     """Chunks of 30 of the 100 training points in a seeded order: the run stops as soon as every class has 3 robust
     points; each measured point has exactly the result of the full measurement (same M, same per-point RNG)."""
     source, full = full_run
-    metrics = run_pipeline(tiny_mnist_root, tmp_path / "run", checkpoint=str(source / "M.ckpt"),
-                           **{"rpr.train_until_balanced": 30, "rpr.balance.on_shortfall": "up_to"})
+    metrics = run_pipeline(
+        tiny_mnist_root,
+        tmp_path / "run",
+        checkpoint=str(source / "M.ckpt"),
+        **{"rpr.train_until_balanced": 30, "rpr.balance.on_shortfall": "up_to"},
+    )
     stop = metrics["M_train"]["until_balanced"]
     assert stop["of"] == 100 and stop["chunk"] == 30 and stop["per_class"] == 3
     assert stop["measured"] == metrics["M_train"]["points"] == min(100, 30 * stop["chunks"])

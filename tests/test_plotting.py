@@ -27,38 +27,57 @@ PIXELS = "pixels(k=sqrt, count=uniform, value=uniform)"
 def hand_result(max_steps: int = 4) -> RPRResult:
     """Six points: 0, 2, 4 never fail; 1 fails at retry 3; 3 at retry 1; 5 is misclassified clean."""
     return RPRResult(
-        index=np.arange(6), label=np.array([0, 1, 2, 0, 1, 2]), clean_pred=np.array([0, 1, 2, 0, 1, 1]),
-        first_failure=np.array([-1, 3, -1, 1, -1, 0]), fail_pred=np.array([-1, 2, -1, 1, -1, -1]), max_steps=max_steps,
+        index=np.arange(6),
+        label=np.array([0, 1, 2, 0, 1, 2]),
+        clean_pred=np.array([0, 1, 2, 0, 1, 1]),
+        first_failure=np.array([-1, 3, -1, 1, -1, 0]),
+        fail_pred=np.array([-1, 2, -1, 1, -1, -1]),
+        max_steps=max_steps,
     )
 
 
 def summary(result: RPRResult) -> dict:
     return {
-        "points": len(result.label), "clean_accuracy": float(result.correct.mean()),
-        "robust_ratio": result.robust_ratio(), "robust_ratio_of_correct": result.robust_ratio(over="correct"),
+        "points": len(result.label),
+        "clean_accuracy": float(result.correct.mean()),
+        "robust_ratio": result.robust_ratio(),
+        "robust_ratio_of_correct": result.robust_ratio(over="correct"),
         "robust_per_class": np.bincount(result.label[result.robust], minlength=3).tolist(),
     }
 
 
 def make_run(path: Path, result: RPRResult, *, seed: int = 0, perturbation: str = PIXELS, retrain: bool = True) -> Path:
     metrics = {
-        "experiment": "rpr_retrain", "profile": "quick", "seed": seed,
+        "experiment": "rpr_retrain",
+        "profile": "quick",
+        "seed": seed,
         "data": {"name": "mnist", "root": "/data", "train_images": 60, "test_images": 6},
-        "perturbation": perturbation, "scheme": perturbation.split("(")[0], "max_steps": result.max_steps,
+        "perturbation": perturbation,
+        "scheme": perturbation.split("(")[0],
+        "max_steps": result.max_steps,
         "M": {"test_accuracy": 0.8, "test": summary(result)},
     }
     results.save_rpr(path / "rpr_M_test.csv", result)
     if retrain:
         results.save_rpr(path / "rpr_M_train.csv", result)
         results.save_rpr(path / "rpr_M_R_test.csv", result)
-        metrics |= {"M_train": summary(result), "M_R": {"test_accuracy": 0.7, "test": summary(result)},
-                    "subset": {"per_class_asked": 1500, "per_class_taken": 1, "subset_size": 3}}
+        metrics |= {
+            "M_train": summary(result),
+            "M_R": {"test_accuracy": 0.7, "test": summary(result)},
+            "subset": {"per_class_asked": 1500, "per_class_taken": 1, "subset_size": 3},
+        }
     rng = np.random.default_rng(seed)
     images = lambda n: rng.random((n, 1, 8, 8), dtype=np.float32)  # noqa: E731
     results.write_arrays(
-        path / "examples_M_test.npz", robust_images=images(3), robust_labels=np.array([0, 2, 1]),
-        fragile_images=images(2), fragile_labels=np.array([1, 0]), fragile_clean_pred=np.array([1, 0]),
-        fragile_perturbed=images(2), fragile_fail_pred=np.array([2, 1]), fragile_step=np.array([3, 1]),
+        path / "examples_M_test.npz",
+        robust_images=images(3),
+        robust_labels=np.array([0, 2, 1]),
+        fragile_images=images(2),
+        fragile_labels=np.array([1, 0]),
+        fragile_clean_pred=np.array([1, 0]),
+        fragile_perturbed=images(2),
+        fragile_fail_pred=np.array([2, 1]),
+        fragile_step=np.array([3, 1]),
     )
     results.write_json(path / results.METRICS, metrics)
     return path
@@ -88,8 +107,16 @@ def test_per_class_counts_and_shares():
 
 
 def test_footer_says_quick_profile():
-    text = footer({"profile": "quick", "seed": 0, "max_steps": 4, "perturbation": PIXELS,
-                   "data": {"name": "mnist", "train_images": 60}, "M": {"test": {"points": 6}}})
+    text = footer(
+        {
+            "profile": "quick",
+            "seed": 0,
+            "max_steps": 4,
+            "perturbation": PIXELS,
+            "data": {"name": "mnist", "train_images": 60},
+            "M": {"test": {"points": 6}},
+        }
+    )
     assert "quick profile" in text and PIXELS in text and "MAX_STEPS=4" in text and "60 train images" in text
 
 
@@ -139,7 +166,9 @@ def test_seed_band_is_the_t_ci_of_robustlab_stats():
     band = seed_band(curves)
     assert_ordered(band)
     expected = stats.t_mean([0.8, 0.6, 0.1])  # seed 3 does not reach the last step
-    np.testing.assert_allclose([band["mean"][2], band["low"][2], band["high"][2]], [expected.mean, expected.low, expected.high])
+    np.testing.assert_allclose(
+        [band["mean"][2], band["low"][2], band["high"][2]], [expected.mean, expected.low, expected.high]
+    )
     np.testing.assert_array_equal(band["seeds"], [4, 4, 3])
     assert band["low"][2] < band["high"][2]
 
@@ -173,13 +202,27 @@ def test_sweep_writes_figure_and_csv_and_names_failed_jobs(tmp_path, capsys):
     assert "job 4" in capsys.readouterr().err
     table = pd.read_csv(out / "sweep.csv")
     assert len(table) == 4  # the failed job is not a row
-    assert list(table.columns) == ["scheme", "perturbation", "seed", "max_steps", "robust_ratio",
-                                   "robust_ratio_of_correct", "test_accuracy", "run_dir"]
+    assert list(table.columns) == [
+        "scheme",
+        "perturbation",
+        "seed",
+        "max_steps",
+        "robust_ratio",
+        "robust_ratio_of_correct",
+        "test_accuracy",
+        "run_dir",
+    ]
     bands = pd.read_csv(out / "sweep_band.csv")
     assert list(bands.columns) == ["perturbation", "max_steps", "seeds", "mean", "ci_low", "ci_high"]
     pixels_band = bands[bands.perturbation == PIXELS]
     assert pixels_band.max_steps.tolist() == [0, 1, 2, 3, 4] and pixels_band.seeds.tolist() == [2] * 5
-    assert_ordered({"mean": pixels_band["mean"].to_numpy(), "low": pixels_band.ci_low.to_numpy(), "high": pixels_band.ci_high.to_numpy()})
+    assert_ordered(
+        {
+            "mean": pixels_band["mean"].to_numpy(),
+            "low": pixels_band.ci_low.to_numpy(),
+            "high": pixels_band.ci_high.to_numpy(),
+        }
+    )
     assert bands[bands.perturbation != PIXELS].ci_low.isna().all()  # one seed: no interval
     pixels = table[table.scheme == "pixels"]
     assert sorted(zip(pixels.seed, pixels.max_steps)) == [(0, 2), (0, 4), (1, 4)]
@@ -278,7 +321,10 @@ def test_seeds_draw_mean_with_t_band_and_skip_unfinished_jobs(tmp_path, capsys, 
     legend = legend_texts(ax)
     assert any("mean of 3 seeds" in t for t in legend) and any("95% t CI" in t for t in legend)
     title = ax.get_title()
-    assert f"final robust ratio {expected.mean:.3f} [{expected.low:.3f}, {expected.high:.3f}]" in title and "3 seeds" in title
+    assert (
+        f"final robust ratio {expected.mean:.3f} [{expected.low:.3f}, {expected.high:.3f}]" in title
+        and "3 seeds" in title
+    )
     assert "seeds 0/1/2" in drawn["fig3_robust_ratio_M"]["texts"]
     assert bands_drawn(drawn["fig35_overlay"]["axes"][0]) == 2
     fig4 = drawn["fig4_robust_per_class"]["axes"][0]
@@ -287,7 +333,9 @@ def test_seeds_draw_mean_with_t_band_and_skip_unfinished_jobs(tmp_path, capsys, 
 
     summary = pd.read_csv(out / "rpr_summary.csv").set_index("quantity")
     ratio = summary.loc["M robust ratio (test)"]
-    np.testing.assert_allclose([ratio["mean"], ratio.ci_low, ratio.ci_high], [expected.mean, expected.low, expected.high])
+    np.testing.assert_allclose(
+        [ratio["mean"], ratio.ci_low, ratio.ci_high], [expected.mean, expected.low, expected.high]
+    )
     assert ratio.seeds == 3
     assert (summary.ci_low <= summary["mean"] + 1e-12).all() and (summary["mean"] <= summary.ci_high + 1e-12).all()
 
@@ -296,7 +344,9 @@ def test_ratio_band_lies_around_the_mean_curve(tmp_path):
     runs = rpr_plots.load_runs(make_seeds(tmp_path / "multirun"))
     band = rpr_plots.ratio_band(runs, "M", "all")
     assert_ordered(band)
-    np.testing.assert_allclose(band["mean"], np.mean([curve_series(seeded_result(s))["all"] for s in (0, 1, 2)], axis=0))
+    np.testing.assert_allclose(
+        band["mean"], np.mean([curve_series(seeded_result(s))["all"] for s in (0, 1, 2)], axis=0)
+    )
     assert (band["high"] - band["low"])[-1] > 0
 
 

@@ -72,7 +72,9 @@ def test_verdict_within_outside_not_comparable_not_run():
 def small_claims() -> dict:
     return {
         "rpr_retrain": {
-            "source": "paper", "run_group": "rpr_mnist", "protocol": "full MNIST (60k)",
+            "source": "paper",
+            "run_group": "rpr_mnist",
+            "protocol": "full MNIST (60k)",
             "protocol_check": {"data.train_images": 60000, "max_steps": 250},
             "claims": [
                 {"what": "M test accuracy", "key": "M.test_accuracy", "value": 0.98, "where": "Sec. 2.3"},
@@ -80,11 +82,25 @@ def small_claims() -> dict:
             ],
         },
         "linear_robust": {
-            "source": "blog", "run_group": "linear_robust", "protocol": "12,665 train images",
+            "source": "blog",
+            "run_group": "linear_robust",
+            "protocol": "12,665 train images",
             "protocol_check": {"data.train_images": 12665, "attack.clip": False},
             "claims": [
-                {"what": "test accuracy (regular)", "key": "test_accuracy", "value": 0.999, "where": "table", "when": {"epsilon": 0.0}},
-                {"what": "test accuracy (eps 0.3)", "key": "test_accuracy", "value": 0.997, "where": "table", "when": {"epsilon": 0.3}},
+                {
+                    "what": "test accuracy (regular)",
+                    "key": "test_accuracy",
+                    "value": 0.999,
+                    "where": "table",
+                    "when": {"epsilon": 0.0},
+                },
+                {
+                    "what": "test accuracy (eps 0.3)",
+                    "key": "test_accuracy",
+                    "value": 0.997,
+                    "where": "table",
+                    "when": {"epsilon": 0.3},
+                },
             ],
         },
     }
@@ -97,7 +113,11 @@ def test_claims_frame_means_intervals_and_verdicts(runs_root):
     assert accuracy["n"] == 3 and accuracy["seeds"] == "0, 1, 2"
     assert accuracy["mean"] == pytest.approx(np.mean([v[0] for v in RPR_VALUES.values()]))
     assert accuracy["ci_low"] <= 0.98 <= accuracy["ci_high"]
-    assert accuracy["ci_status"] == "within CI" and accuracy["verdict"] == "within CI" and accuracy["protocol"] == "as source"
+    assert (
+        accuracy["ci_status"] == "within CI"
+        and accuracy["verdict"] == "within CI"
+        and accuracy["protocol"] == "as source"
+    )
     ratio = table.loc["M robust ratio (test)"]
     assert ratio["ci_status"] == "outside CI" and ratio["verdict"] == "outside CI"
     linear = table.loc["test accuracy (regular)"]
@@ -116,18 +136,30 @@ def test_unknown_claim_key_names_the_claim_and_the_run_group(runs_root):
     store, _ = collect_runs(runs_root)
     claims = small_claims()
     claims["rpr_retrain"]["claims"][0]["key"] = "M.test_acuracy"
-    with pytest.raises(RobustlabError, match=r"claim 'M test accuracy': key 'M.test_acuracy' has no matching metric "
-                                             r"in run group reproduce/paper/rpr_mnist") as error:
+    with pytest.raises(
+        RobustlabError,
+        match=r"claim 'M test accuracy': key 'M.test_acuracy' has no matching metric "
+        r"in run group reproduce/paper/rpr_mnist",
+    ) as error:
         claims_frame(store, "paper", claims)
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda c: c["linear_robust"]["claims"][0].update(when={"epsilom": 0.0}), r"`when` key 'epsilom' has no matching metric in run group reproduce/paper/linear_robust"),
-    (lambda c: c["rpr_retrain"]["protocol_check"].update({"data.train_imgs": 1}), r"protocol_check key 'data.train_imgs' has no matching metric in run group reproduce/paper/rpr_mnist"),
-    (lambda c: c["rpr_retrain"].pop("run_group"), r"claims block 'rpr_retrain' names no run_group"),
-    (lambda c: c["rpr_retrain"]["claims"][0].pop("value"), r"claims block 'rpr_retrain': claim .* lacks value"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda c: c["linear_robust"]["claims"][0].update(when={"epsilom": 0.0}),
+            r"`when` key 'epsilom' has no matching metric in run group reproduce/paper/linear_robust",
+        ),
+        (
+            lambda c: c["rpr_retrain"]["protocol_check"].update({"data.train_imgs": 1}),
+            r"protocol_check key 'data.train_imgs' has no matching metric in run group reproduce/paper/rpr_mnist",
+        ),
+        (lambda c: c["rpr_retrain"].pop("run_group"), r"claims block 'rpr_retrain' names no run_group"),
+        (lambda c: c["rpr_retrain"]["claims"][0].pop("value"), r"claims block 'rpr_retrain': claim .* lacks value"),
+    ],
+)
 def test_bad_claims_are_one_line(runs_root, edit, match):
     store, _ = collect_runs(runs_root)
     claims = copy.deepcopy(small_claims())
@@ -163,7 +195,18 @@ def test_report_writes_tables_markdown_and_latex_with_the_numbers(runs_root, tmp
     for suffix in (".png", ".pdf"):
         (figures / f"fig3_robust_ratio_M{suffix}").write_bytes(b"x")
     out = tmp_path / "paper"
-    argv = ["--profile", "paper", "--profile", "quick", "--root", str(runs_root), "--figures-root", str(tmp_path / "figures"), "--out", str(out)]
+    argv = [
+        "--profile",
+        "paper",
+        "--profile",
+        "quick",
+        "--root",
+        str(runs_root),
+        "--figures-root",
+        str(tmp_path / "figures"),
+        "--out",
+        str(out),
+    ]
     assert report_main(argv) == 0
     mean = f"{np.mean([v[0] for v in RPR_VALUES.values()]):.4f}"
     for profile in ("paper", "quick"):
@@ -211,8 +254,12 @@ def test_a_claim_is_judged_on_the_protocol_keys_it_depends_on():
 
     block = {"protocol_check": {"data.train_images": 60000, "subset.per_class_taken": 1500}}
     assert claim_protocol(block, {"what": "M acc"}) == block["protocol_check"]
-    assert claim_protocol(block, {"what": "M acc", "protocol_keys": ["data.train_images"]}) == {"data.train_images": 60000}
-    with pytest.raises(RobustlabError, match=r"claim 'M acc': protocol_keys \['nope'\] are not in its block's protocol_check"):
+    assert claim_protocol(block, {"what": "M acc", "protocol_keys": ["data.train_images"]}) == {
+        "data.train_images": 60000
+    }
+    with pytest.raises(
+        RobustlabError, match=r"claim 'M acc': protocol_keys \['nope'\] are not in its block's protocol_check"
+    ):
         claim_protocol(block, {"what": "M acc", "protocol_keys": ["nope"]})
 
 
@@ -220,22 +267,47 @@ def test_a_claim_is_judged_on_the_protocol_keys_it_depends_on():
 # Other measured results and the README block
 # ---------------------------------------------------------------------------------------------
 
-READINGS = {("uniform", "uniform"): 0.90, ("uniform", "binary"): 0.84, ("exact", "uniform"): 0.86, ("exact", "binary"): 0.76}
+READINGS = {
+    ("uniform", "uniform"): 0.90,
+    ("uniform", "binary"): 0.84,
+    ("exact", "uniform"): 0.86,
+    ("exact", "binary"): 0.76,
+}
 
 
 def gan_augment_metrics() -> dict:
     model = lambda acc, ratio: {"test_accuracy": acc, "test": {"points": 500, "robust_ratio": ratio}}  # noqa: E731
-    return {"experiment": "rpr_gan_augment", "profile": "paper", "seed": 0, "data": {"train_images": 4000},
-            "subset": {"subset_size": 3000}, "gan": {"generated": 1000, "kept": 700, "kept_fraction": 0.7},
-            "M": model(0.97, 0.91), "M_R": model(0.95, 0.92), "M_R_G": model(0.96, 0.93), "wall_time_s": 40.0}
+    return {
+        "experiment": "rpr_gan_augment",
+        "profile": "paper",
+        "seed": 0,
+        "data": {"train_images": 4000},
+        "subset": {"subset_size": 3000},
+        "gan": {"generated": 1000, "kept": 700, "kept_fraction": 0.7},
+        "M": model(0.97, 0.91),
+        "M_R": model(0.95, 0.92),
+        "M_R_G": model(0.96, 0.93),
+        "wall_time_s": 40.0,
+    }
 
 
 def dcgan_metrics(**extra) -> dict:
-    return {"experiment": "dcgan", "profile": "paper", "seed": 0, "wall_time_s": 20.0,
-            "training": {"steps": 630, "epochs": 10, "images": 4000},
-            "quality": {"frechet_distance": 119.88, "frechet_distance_real_vs_real": 22.32, "generated_images": 1000,
-                        "real_images": 1000, "generated_classes": [47, 28, 183, 134, 70, 145, 61, 94, 171, 67],
-                        "class_entropy": 0.94, "classes_covered": 10}} | extra
+    return {
+        "experiment": "dcgan",
+        "profile": "paper",
+        "seed": 0,
+        "wall_time_s": 20.0,
+        "training": {"steps": 630, "epochs": 10, "images": 4000},
+        "quality": {
+            "frechet_distance": 119.88,
+            "frechet_distance_real_vs_real": 22.32,
+            "generated_images": 1000,
+            "real_images": 1000,
+            "generated_classes": [47, 28, 183, 134, 70, 145, 61, 94, 171, 67],
+            "class_entropy": 0.94,
+            "classes_covered": 10,
+        },
+    } | extra
 
 
 @pytest.fixture
@@ -246,8 +318,17 @@ def measured_root(runs_root):
     (paper / "rpr_readings").mkdir()
     (paper / "rpr_readings" / "multirun.yaml").write_text("hydra: {}\n")
     for job, ((count, value), ratio) in enumerate(READINGS.items()):
-        metrics = {"experiment": "rpr_retrain", "seed": 0, "M": {"test": {"points": 2000, "robust_ratio": ratio}}, "wall_time_s": 10.0}
-        write_run(paper / "rpr_readings" / str(job), config("rpr_sweep", 0, perturbation={"name": "pixels", "count": count, "value": value}), metrics)
+        metrics = {
+            "experiment": "rpr_retrain",
+            "seed": 0,
+            "M": {"test": {"points": 2000, "robust_ratio": ratio}},
+            "wall_time_s": 10.0,
+        }
+        write_run(
+            paper / "rpr_readings" / str(job),
+            config("rpr_sweep", 0, perturbation={"name": "pixels", "count": count, "value": value}),
+            metrics,
+        )
     write_run(paper / "rpr_gan_augment", config("rpr_gan_augment", 0), gan_augment_metrics())
     write_run(paper / "dcgan_mnist", config("dcgan_mnist", 0), dcgan_metrics())
     semi = {"labelled_images": 100, "gan_discriminator_test_accuracy": 0.7687, "labels_only_test_accuracy": 0.7533}
@@ -263,8 +344,11 @@ def test_measured_tables_hold_the_runs_numbers(measured_root):
     readings = tables["RPR: readings of the pixel scheme"]
     assert readings.rows == [[c, v, f"{r:.4f}", "2000"] for (c, v), r in READINGS.items()]
     augment = tables["RPR + GAN augmentation: M, M_R, M_R+G"]
-    assert augment.rows == [["0", "M", "4000", "0.9700", "0.9100", "500"], ["0", "M_R", "3000", "0.9500", "0.9200", "500"],
-                            ["0", "M_R+G", "3700", "0.9600", "0.9300", "500"]]
+    assert augment.rows == [
+        ["0", "M", "4000", "0.9700", "0.9100", "500"],
+        ["0", "M_R", "3000", "0.9500", "0.9200", "500"],
+        ["0", "M_R+G", "3700", "0.9600", "0.9300", "500"],
+    ]
     assert "700 of 1000 generated images kept" in augment.caption
     dcgan = tables["DCGAN: sample quality"]
     assert dcgan.header == ["quantity", "dcgan_mnist (seed 0)", "dcgan_semi (seed 0)"]
@@ -279,14 +363,32 @@ def test_measured_tables_hold_the_runs_numbers(measured_root):
     wall = {row[0]: row[1:] for row in tables["Wall time per run group"].rows}
     assert wall["rpr_readings"] == ["4", "40.0", "55.5"] and wall["rpr_gan_augment"] == ["1", "40.0", "-"]
     assert wall["total"][2] == "85.5"
-    assert tables["RPR: perturbation schemes over seeds"].note == "No finished run in `reproduce/paper/rpr_sweep`; table skipped."
+    assert (
+        tables["RPR: perturbation schemes over seeds"].note
+        == "No finished run in `reproduce/paper/rpr_sweep`; table skipped."
+    )
     assert tables["CNN under FGSM and PGD"].note.startswith("No finished run in `reproduce/paper/cnn_attack`")
 
 
 def test_report_shows_the_measured_results_and_notes_missing_groups(measured_root, tmp_path):
     out = tmp_path / "paper"
-    assert report_main(["--profile", "paper", "--profile", "quick", "--root", str(measured_root),
-                        "--figures-root", str(tmp_path / "figures"), "--out", str(out)]) == 0
+    assert (
+        report_main(
+            [
+                "--profile",
+                "paper",
+                "--profile",
+                "quick",
+                "--root",
+                str(measured_root),
+                "--figures-root",
+                str(tmp_path / "figures"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     reproduction = (out / "REPRODUCTION.md").read_text()
     paper_part, quick_part = reproduction.split("## Profile `quick`")
     assert "### Other measured results" in paper_part and "### Other measured results" in quick_part
@@ -300,16 +402,31 @@ def test_report_shows_the_measured_results_and_notes_missing_groups(measured_roo
     assert r"\paragraph{CNN under FGSM and PGD} No finished run in reproduce/paper/cnn\_attack" in report
 
 
-README_TEXT = "# Project\n\nintro\n\n<!-- generated:claims:start -->\nold table\n<!-- generated:claims:end -->\n\nafter\n"
+README_TEXT = (
+    "# Project\n\nintro\n\n<!-- generated:claims:start -->\nold table\n<!-- generated:claims:end -->\n\nafter\n"
+)
 
 
 def test_readme_block_is_replaced_between_the_markers_idempotently(runs_root, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README_TEXT)
-    argv = ["--profile", "paper", "--root", str(runs_root), "--figures-root", str(tmp_path / "f"), "--out", str(tmp_path / "p"), "--readme", str(readme)]
+    argv = [
+        "--profile",
+        "paper",
+        "--root",
+        str(runs_root),
+        "--figures-root",
+        str(tmp_path / "f"),
+        "--out",
+        str(tmp_path / "p"),
+        "--readme",
+        str(readme),
+    ]
     assert report_main(argv) == 0
     first = readme.read_text()
-    assert first.startswith("# Project\n\nintro\n\n<!-- generated:claims:start -->\n") and first.endswith("<!-- generated:claims:end -->\n\nafter\n")
+    assert first.startswith("# Project\n\nintro\n\n<!-- generated:claims:start -->\n") and first.endswith(
+        "<!-- generated:claims:end -->\n\nafter\n"
+    )
     assert "old table" not in first
     block = first.split("<!-- generated:claims:start -->")[1].split("<!-- generated:claims:end -->")[0]
     mean = np.mean([v[0] for v in RPR_VALUES.values()])
@@ -362,7 +479,11 @@ def test_a_report_from_quick_runs_alone_keeps_the_paper_sections_byte_identical(
         path.write_text(path.read_text().replace('"test_accuracy": 0.5', '"test_accuracy": 0.6'))
     assert report_main(["--root", str(quick_only), *common]) == 0
     block = lambda text: text.split("<!-- generated:claims:start -->\n")[1].split("<!-- generated:claims:end -->")[0]  # noqa: E731
-    for path, layout, view in ((readme, README, block), (out / "REPRODUCTION.md", MARKDOWN, str), (out / "report.tex", LATEX, str)):
+    for path, layout, view in (
+        (readme, README, block),
+        (out / "REPRODUCTION.md", MARKDOWN, str),
+        (out / "report.tex", LATEX, str),
+    ):
         old, new = split(view(before[path]), layout)[1], split(view(path.read_text()), layout)[1]
         assert list(new) == ["paper", "quick"], path
         assert new["paper"].rstrip() == old["paper"].rstrip() and new["paper"] == old["paper"], path  # byte for byte

@@ -89,12 +89,31 @@ def test_the_sections_reach_the_latex_report_with_the_same_sentences(tmp_path):
 
     folder = tmp_path / "reproduce" / "quick" / "rpr_inherent"
     folder.mkdir(parents=True)
-    metrics = {"models": ["cnn", "mlp"], "retest": "cnn_retest", "max_steps": 250, "least_fraction": 0.1,
-               "data": {"name": "mnist", "train_images": 2000, "test_points": 100},
-               "calibration": {"point": "calibrated", "param": "k", "split": "test", "curve": "pixels_uniform_uniform",
-                               "target": 0.2957, "seeds": 3, "source": "/x/operating_point", "strength": 301.4, "used": 301},
-               "operating_points": {"literal": {"perturbation": "pixels(k=sqrt)", "robust_ratio": {"cnn": 0.5, "mlp": 0.4},
-                                                "agreement": agreement(0.6)}}}
+    metrics = {
+        "models": ["cnn", "mlp"],
+        "retest": "cnn_retest",
+        "max_steps": 250,
+        "least_fraction": 0.1,
+        "data": {"name": "mnist", "train_images": 2000, "test_points": 100},
+        "calibration": {
+            "point": "calibrated",
+            "param": "k",
+            "split": "test",
+            "curve": "pixels_uniform_uniform",
+            "target": 0.2957,
+            "seeds": 3,
+            "source": "/x/operating_point",
+            "strength": 301.4,
+            "used": 301,
+        },
+        "operating_points": {
+            "literal": {
+                "perturbation": "pixels(k=sqrt)",
+                "robust_ratio": {"cnn": 0.5, "mlp": 0.4},
+                "agreement": agreement(0.6),
+            }
+        },
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     inherent, _ = report.sections(tmp_path, "quick")
     assert "crosses 0.2957 (3 seeds, `operating_point` group): 301.4, used 301." in inherent

@@ -37,8 +37,10 @@ def test_both_targets_within_tolerance_only():
 
 
 def retrain_metrics(seed: int, m_r: float, m_rand: float, calibration=None) -> dict:
-    m = rpr_metrics(seed, train_images=10000) | {"perturbation": "pixels(k=sqrt, count=uniform, value=uniform)",
-                                                  "calibration": calibration}
+    m = rpr_metrics(seed, train_images=10000) | {
+        "perturbation": "pixels(k=sqrt, count=uniform, value=uniform)",
+        "calibration": calibration,
+    }
     m["M_R"]["test"]["robust_ratio"] = m_r
     m["M_rand"] = {"test_accuracy": 0.95, "test": {"points": 10000, "robust_ratio": m_rand}, "train_images": 15000}
     m["subset"]["subset_size"] = 15000
@@ -53,14 +55,34 @@ def test_section_tables_and_report(tmp_path):
     cal = {"split": "test", "target": 0.2957, "param": "k", "strength": 301.2, "used": 301, "source": "x", "curve": "c"}
     cal_group = root / "reproduce" / "paper" / "rpr_calibrated"
     for seed in range(2):
-        metrics = retrain_metrics(seed, 0.3, 0.3) | {"retrain_skipped": "robust subset too small to train on: classes {1: 3}"}
+        metrics = retrain_metrics(seed, 0.3, 0.3) | {
+            "retrain_skipped": "robust subset too small to train on: classes {1: 3}"
+        }
         del metrics["M_R"], metrics["M_rand"]
-        write_run(cal_group / f"pixels_test_seed_{seed}", config("rpr_calibrated", seed), metrics | {"calibration": cal})
+        write_run(
+            cal_group / f"pixels_test_seed_{seed}", config("rpr_calibrated", seed), metrics | {"calibration": cal}
+        )
     op = root / "reproduce" / "paper" / "operating_point" / "seed_0"
     op.mkdir(parents=True)
-    rows = [{"curve": "gaussian", "scheme": "gaussian", "param": "sigma", "strength": s, "split": split, "points": 100,
-             "robust": 0, "robust_ratio": r, "cp_low": 0, "cp_high": 1, "clean_accuracy": 0.9, "max_steps": 250, "seed": 0}
-            for split, curve in (("test", [0.8, 0.4, 0.1]), ("train", [0.9, 0.5, 0.2])) for s, r in zip([0.1, 0.3, 0.5], curve)]
+    rows = [
+        {
+            "curve": "gaussian",
+            "scheme": "gaussian",
+            "param": "sigma",
+            "strength": s,
+            "split": split,
+            "points": 100,
+            "robust": 0,
+            "robust_ratio": r,
+            "cp_low": 0,
+            "cp_high": 1,
+            "clean_accuracy": 0.9,
+            "max_steps": 250,
+            "seed": 0,
+        }
+        for split, curve in (("test", [0.8, 0.4, 0.1]), ("train", [0.9, 0.5, 0.2]))
+        for s, r in zip([0.1, 0.3, 0.5], curve)
+    ]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(op / RESULTS, index=False)
 
     tables = retraining_section(root, "paper")
@@ -75,8 +97,21 @@ def test_section_tables_and_report(tmp_path):
     assert calibrated.rows[2][3] == "-"  # no M_R number where it was not trained
     assert fashion.note == "`reproduce/paper/rpr_fashion` holds no finished run: nothing to compare here."
 
-    assert report_main(["--root", str(root), "--out", str(tmp_path / "paper"), "--figures-root", str(tmp_path / "figs"),
-                        "--profile", "paper"]) == 0
+    assert (
+        report_main(
+            [
+                "--root",
+                str(root),
+                "--out",
+                str(tmp_path / "paper"),
+                "--figures-root",
+                str(tmp_path / "figs"),
+                "--profile",
+                "paper",
+            ]
+        )
+        == 0
+    )
     text = (tmp_path / "paper" / "REPRODUCTION.md").read_text()
     assert "### Does robust-subset retraining help?" in text and "M_R is more robust than M_rand" in text
     assert r"\subsection{Does robust-subset retraining help?}" in (tmp_path / "paper" / "report.tex").read_text()
@@ -91,10 +126,13 @@ def test_fashion_block_verdict_says_dataset_differs_and_sizes_match(tmp_path):
 
     assert claim_verdict("outside CI", [], "Fashion-MNIST") == "outside CI; dataset differs: Fashion-MNIST, sizes match"
     assert claim_verdict("within CI", ["data.train_images"], "F") == (
-        "not comparable (data.train_images differs from the source); dataset differs: F")
+        "not comparable (data.train_images differs from the source); dataset differs: F"
+    )
     root = tmp_path / "outputs"
     (root / "reproduce" / "paper" / "rpr_fashion").mkdir(parents=True)
-    (root / "reproduce" / "paper" / "rpr_fashion" / "multirun.yaml").write_text("hydra: {}\n")  # one group, as Hydra leaves it
+    (root / "reproduce" / "paper" / "rpr_fashion" / "multirun.yaml").write_text(
+        "hydra: {}\n"
+    )  # one group, as Hydra leaves it
     for seed in range(3):
         m = rpr_metrics(seed) | {"M_train": {"points": 60000, "robust_ratio": 0.6}}
         m["data"]["name"] = "fashion_mnist"
@@ -114,28 +152,51 @@ def test_a_seed_without_m_r_is_undefined_in_the_claims_not_an_error(tmp_path):
 
     root = tmp_path / "outputs"
     (root / "reproduce" / "paper" / "rpr_fashion").mkdir(parents=True)
-    (root / "reproduce" / "paper" / "rpr_fashion" / "multirun.yaml").write_text("hydra: {}\n")  # one group, as Hydra leaves it
+    (root / "reproduce" / "paper" / "rpr_fashion" / "multirun.yaml").write_text(
+        "hydra: {}\n"
+    )  # one group, as Hydra leaves it
     for seed in range(3):
         m = rpr_metrics(seed) | {"M_train": {"points": 60000, "robust_ratio": 0.6}}
         if seed == 1:
-            m |= {"retrain_skipped": "robust subset too small to train on: classes {3: 2}",
-                  "M_R": {"test_accuracy": None, "test": {"robust_ratio": None}}}
+            m |= {
+                "retrain_skipped": "robust subset too small to train on: classes {3: 2}",
+                "M_R": {"test_accuracy": None, "test": {"robust_ratio": None}},
+            }
             m["subset"]["per_class_taken"] = None
         write_run(root / "reproduce" / "paper" / "rpr_fashion" / f"seed_{seed}", config("rpr_fashion", seed), m)
     frame = claims_frame(collect_runs(root)[0], "paper", load_claims()).set_index("claim")
-    assert frame.loc["paper protocol on Fashion-MNIST: M_R test accuracy", "ci_status"] == "undefined (metric null in 1 run)"
+    assert (
+        frame.loc["paper protocol on Fashion-MNIST: M_R test accuracy", "ci_status"]
+        == "undefined (metric null in 1 run)"
+    )
     assert frame.loc["paper protocol on Fashion-MNIST: M test accuracy", "n"] == 3
 
 
 def test_a_calibration_never_reached_is_shown_as_the_finding(tmp_path):
     root = tmp_path / "outputs"
-    reason = "M's train curve 'gaussian' never crosses 0.7128 at the measured strengths [0.15, 0.3] (mean ratios [0.6, 0.4])"
-    cal = {"split": "train", "target": 0.7128, "param": "sigma", "strength": None, "used": None, "source": "x",
-           "curve": "gaussian", "not_reached": reason}
+    reason = (
+        "M's train curve 'gaussian' never crosses 0.7128 at the measured strengths [0.15, 0.3] (mean ratios [0.6, 0.4])"
+    )
+    cal = {
+        "split": "train",
+        "target": 0.7128,
+        "param": "sigma",
+        "strength": None,
+        "used": None,
+        "source": "x",
+        "curve": "gaussian",
+        "not_reached": reason,
+    }
     for seed in range(2):
         m = retrain_metrics(seed, 0.3, 0.3) | {"calibration": cal, "calibration_not_reached": reason}
-        write_run(root / "reproduce" / "paper" / "rpr_calibrated" / f"gaussian_train_seed_{seed}", config("rpr_calibrated", seed), m)
+        write_run(
+            root / "reproduce" / "paper" / "rpr_calibrated" / f"gaussian_train_seed_{seed}",
+            config("rpr_calibrated", seed),
+            m,
+        )
     calibrated = [t for t in retraining_section(root, "paper") if "rpr_calibrated" in (t.note or t.caption)]
     assert len(calibrated) == 1 and calibrated[0].rows == []
-    assert "train ratio 0.7128 not crossed" in calibrated[0].note and "2 seed(s): nothing measured" in calibrated[0].note
+    assert (
+        "train ratio 0.7128 not crossed" in calibrated[0].note and "2 seed(s): nothing measured" in calibrated[0].note
+    )
     assert reason in calibrated[0].note

@@ -106,8 +106,13 @@ def test_a_write_that_fails_leaves_nothing_that_counts_as_done(tmp_path, monkeyp
 def test_identity_ignores_where_files_go_but_not_what_they_hold(tmp_path):
     checkpoint = tmp_path / "M.ckpt"
     checkpoint.write_bytes(b"weights 1")
-    config = {"seed": 0, "threads": 1, "paths": {"output_root": "a"}, "rpr": {"max_steps": 5, "progress": True},
-              "checkpoint": str(checkpoint)}
+    config = {
+        "seed": 0,
+        "threads": 1,
+        "paths": {"output_root": "a"},
+        "rpr": {"max_steps": 5, "progress": True},
+        "checkpoint": str(checkpoint),
+    }
     base = job_identity(config)
     moved = {**config, "threads": 2, "paths": {"output_root": "b"}, "rpr": {"max_steps": 5, "progress": False}}
     assert job_identity(moved) == base
@@ -124,10 +129,13 @@ def test_identity_ignores_where_files_go_but_not_what_they_hold(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "--only", "nope"], "error: unknown experiment(s) nope; known: dcgan, linear_robust"),
-    (["run", "--force", "2"], "error: FORCE (--force) must be 0 or 1, got '2'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--only", "nope"], "error: unknown experiment(s) nope; known: dcgan, linear_robust"),
+        (["run", "--force", "2"], "error: FORCE (--force) must be 0 or 1, got '2'"),
+    ],
+)
 def test_bad_runner_input_is_one_line(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         ex.main([*argv, "--profile", "quick", "--output", str(tmp_path)])
@@ -146,8 +154,22 @@ def test_an_output_root_that_cannot_be_written_is_one_line(tmp_path, capsys, mon
 
 
 def test_make_checks_force(tmp_path):
-    make = subprocess.run(["make", "-s", "-C", str(ROOT), "status", "FORCE=yes", f"OUTPUT={tmp_path}",
-                           f"BIN={Path(sys.executable).parent}", "STAMP="], capture_output=True, text=True, timeout=60)
+    make = subprocess.run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(ROOT),
+            "status",
+            "FORCE=yes",
+            f"OUTPUT={tmp_path}",
+            f"BIN={Path(sys.executable).parent}",
+            "STAMP=",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert make.returncode == 2 and make.stdout.strip() == "error: FORCE must be 0 or 1, got 'yes'"
 
 
@@ -163,7 +185,9 @@ def experiment_file(folder: Path, data_root: Path, sweep: str = "seed=0,1", afte
     overrides = " ".join(o for o in tiny_run_overrides(data_root, **TINY) if not o.startswith("profile="))
     runs = [{"group": "tiny", "command": f"robustlab -m {overrides} profile={{profile}} {sweep}"}]
     if after:
-        runs.append({"group": "after", "command": f"robustlab {overrides} profile={{profile}} checkpoint={{tiny}}/1/M.ckpt"})
+        runs.append(
+            {"group": "after", "command": f"robustlab {overrides} profile={{profile}} checkpoint={{tiny}}/1/M.ckpt"}
+        )
     folder.mkdir(parents=True, exist_ok=True)
     block = json.dumps({"order": 1, "runs": runs, "figures": [], "wall_time_min": {}})  # JSON is YAML
     (folder / "tiny.md").write_text(f"# tiny\n\n```yaml reproduce\n{block}\n```\n")
@@ -180,26 +204,43 @@ def sweep_argv(ctx: ex.Context) -> list[str]:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
-    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file() and ".hydra" not in p.parts and p.name != "cli.log"}
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".hydra" not in p.parts and p.name != "cli.log"
+    }
 
 
 def results_of(job: Path) -> tuple[bytes, dict]:
     """The job's RPR table and numbers; wall times and the config's output paths (two roots here) left out."""
     metrics = json.loads((job / "metrics.json").read_text())
     metrics["config"].pop("paths")
-    return (job / "rpr_M_test.csv").read_bytes(), {k: v for k, v in metrics.items() if k not in ("timings_s", "wall_time_s")}
+    return (job / "rpr_M_test.csv").read_bytes(), {
+        k: v for k, v in metrics.items() if k not in ("timings_s", "wall_time_s")
+    }
 
 
 def test_a_sweep_killed_mid_job_resumes_without_running_finished_jobs_again(tiny_mnist_root, tmp_path, capsys):
-    reference_ctx = ex.Context("quick", tmp_path / "ref", tmp_path / "f", "data", experiment_file(tmp_path / "e", tiny_mnist_root))
+    reference_ctx = ex.Context(
+        "quick", tmp_path / "ref", tmp_path / "f", "data", experiment_file(tmp_path / "e", tiny_mnist_root)
+    )
     ctx = ex.Context("quick", tmp_path / "out", tmp_path / "f", "data", reference_ctx.experiments)
-    reference = subprocess.run(ex.program(sweep_argv(reference_ctx)), env=env_for(reference_ctx.output),
-                               capture_output=True, text=True, timeout=300)
+    reference = subprocess.run(
+        ex.program(sweep_argv(reference_ctx)),
+        env=env_for(reference_ctx.output),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert reference.returncode == 0, reference.stderr[-2000:]
     group = ctx.run_dir / "tiny"
-    killed = subprocess.Popen(ex.program(sweep_argv(ctx)), env=env_for(ctx.output), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    killed = subprocess.Popen(
+        ex.program(sweep_argv(ctx)),
+        env=env_for(ctx.output),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and killed.poll() is None:  # kill when job 0 is done and job 1 has begun
         first, second = jobs.read_marker(group / "0"), jobs.read_marker(group / "1")
@@ -215,7 +256,9 @@ def test_a_sweep_killed_mid_job_resumes_without_running_finished_jobs_again(tiny
     os.environ["ROBUSTLAB_OUTPUT"] = str(ctx.output)  # what main() sets for the configs it composes
     planned = ex.plan(ex.load(ctx.experiments)[0].groups[0], ctx, ctx.values(ex.load(ctx.experiments)))
     assert [jobs.state(j.folder, j.identity).state for j in planned] == [jobs.DONE, jobs.MISSING]
-    again = subprocess.run(ex.program(sweep_argv(ctx)), env=env_for(ctx.output), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        ex.program(sweep_argv(ctx)), env=env_for(ctx.output), capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"skipped: already done ({planned[0].identity}) in {group / '0'}" in again.stdout
     assert snapshot(group / "0") == before  # not executed again: every file untouched

@@ -105,8 +105,18 @@ def test_problem_is_not_trivial(problem, measured):
 def test_measure_rpr_equals_reference_for_any_schedule(problem, measured, batch_size, min_block, max_block):
     net, images, labels = problem
     perturbation, reference = measured
-    result = measure_rpr(net, images, labels, perturbation, MAX_STEPS, seed=3, batch_size=batch_size,
-                         min_block=min_block, max_block=max_block, progress=False)
+    result = measure_rpr(
+        net,
+        images,
+        labels,
+        perturbation,
+        MAX_STEPS,
+        seed=3,
+        batch_size=batch_size,
+        min_block=min_block,
+        max_block=max_block,
+        progress=False,
+    )
     assert_matches(result, reference)
     np.testing.assert_array_equal(result.index, np.arange(POINTS))
     np.testing.assert_array_equal(result.label, labels.numpy())
@@ -118,7 +128,9 @@ def test_channels_last_gives_same_results_and_leaves_model_alone(problem, measur
     net, images, labels = problem
     perturbation, reference = measured
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    result = measure_rpr(net, images, labels, perturbation, MAX_STEPS, seed=3, channels_last=channels_last, progress=False)
+    result = measure_rpr(
+        net, images, labels, perturbation, MAX_STEPS, seed=3, channels_last=channels_last, progress=False
+    )
     assert_matches(result, reference)
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])
@@ -151,8 +163,19 @@ def test_shard_measured_alone_equals_rows_of_the_whole(problem, measured):
     assert_matches(whole, reference_rpr(net, images, labels, perturbation, MAX_STEPS, 3, indices))
     np.testing.assert_array_equal(whole.index, indices.numpy())
     rows = torch.tensor([40, 3, 17, 5, 29, 11, 0])  # any subset, any order
-    shard = measure_rpr(net, images[rows], labels[rows], perturbation, MAX_STEPS, seed=3, indices=indices[rows],
-                        batch_size=9, min_block=2, max_block=4, progress=False)
+    shard = measure_rpr(
+        net,
+        images[rows],
+        labels[rows],
+        perturbation,
+        MAX_STEPS,
+        seed=3,
+        indices=indices[rows],
+        batch_size=9,
+        min_block=2,
+        max_block=4,
+        progress=False,
+    )
     for column in ("index", "label", "clean_pred", "first_failure", "fail_pred"):
         np.testing.assert_array_equal(getattr(shard, column), getattr(whole, column)[rows.numpy()])
 
@@ -176,8 +199,13 @@ def test_failures_regenerate_with_perturb_at(problem, measured):
     result = measure_rpr(net, images, labels, perturbation, MAX_STEPS, seed=3, progress=False)
     failed = np.flatnonzero(result.first_failure > 0)
     rows = torch.as_tensor(failed)
-    perturbed = perturb_at(perturbation, 3, images[rows], torch.as_tensor(result.index[failed]),
-                           torch.as_tensor(result.first_failure[failed]))
+    perturbed = perturb_at(
+        perturbation,
+        3,
+        images[rows],
+        torch.as_tensor(result.index[failed]),
+        torch.as_tensor(result.first_failure[failed]),
+    )
     with torch.no_grad():
         pred = net(perturbed).argmax(1).numpy()
     np.testing.assert_array_equal(pred, result.fail_pred[failed])
@@ -209,7 +237,9 @@ def test_simple_cnn_module(problem):
 @pytest.fixture(scope="module")
 def result(problem):
     net, images, labels = problem
-    return measure_rpr(net, images, labels, make_perturbation("uniform_linf", epsilon=0.3), MAX_STEPS, seed=3, progress=False)
+    return measure_rpr(
+        net, images, labels, make_perturbation("uniform_linf", epsilon=0.3), MAX_STEPS, seed=3, progress=False
+    )
 
 
 def test_clean_misclassified_points_are_step_zero_and_not_robust(result):
@@ -303,8 +333,14 @@ def test_robust_ratio_rejects_unknown_denominator(result):
 
 
 def test_robust_ratio_over_correct_with_no_correct_point_is_nan():
-    r = RPRResult(np.arange(3), np.zeros(3, dtype=np.int64), np.ones(3, dtype=np.int64), np.zeros(3, dtype=np.int64),
-                  np.full(3, -1), 5)
+    r = RPRResult(
+        np.arange(3),
+        np.zeros(3, dtype=np.int64),
+        np.ones(3, dtype=np.int64),
+        np.zeros(3, dtype=np.int64),
+        np.full(3, -1),
+        5,
+    )
     assert r.robust_ratio() == 0.0
     assert np.isnan(r.robust_ratio(over="correct"))
     _, curve = r.curve("correct")
@@ -324,8 +360,21 @@ def test_save_and_load_round_trip(tmp_path, result):
     np.testing.assert_array_equal(loaded.steps, result.steps)
     np.testing.assert_array_equal(loaded.robust, result.robust)
     header = path.read_text().splitlines()[0].split(",")
-    assert header == ["index", "label", "clean_pred", "first_failure", "fail_pred", "steps", "robust", "max_steps",
-                      "trials", "failures", "p_hat", "p_low", "p_high"]
+    assert header == [
+        "index",
+        "label",
+        "clean_pred",
+        "first_failure",
+        "fail_pred",
+        "steps",
+        "robust",
+        "max_steps",
+        "trials",
+        "failures",
+        "p_hat",
+        "p_low",
+        "p_high",
+    ]
     assert len(path.read_text().splitlines()) == POINTS + 1
 
 
@@ -388,7 +437,9 @@ def test_bad_max_steps(max_steps):
 
 
 def test_empty_dataset():
-    model = expect_error(r"the dataset to measure is empty", torch.zeros(0, 1, SIDE, SIDE), torch.zeros(0, dtype=torch.int64))
+    model = expect_error(
+        r"the dataset to measure is empty", torch.zeros(0, 1, SIDE, SIDE), torch.zeros(0, dtype=torch.int64)
+    )
     assert model.calls == 0
 
 
@@ -410,7 +461,9 @@ def test_wrong_image_shape_for_a_model_with_input_shape():
     images, labels = ok_data(shape=(3, 32, 32))
     model = expect_error(
         r"the model expects inputs shaped \(1, 28, 28\), the dataset has \(3, 32, 32\)",
-        images, labels, model=CountingModel(input_shape=(1, 28, 28)),
+        images,
+        labels,
+        model=CountingModel(input_shape=(1, 28, 28)),
     )
     assert model.calls == 0
 
@@ -419,8 +472,12 @@ def test_wrong_image_shape_for_simple_cnn():
     from robustlab.models import SimpleCNN
 
     images, labels = ok_data(shape=(3, 32, 32))
-    expect_error(r"the model expects inputs shaped \(1, 28, 28\), the dataset has \(3, 32, 32\)", images, labels,
-                 model=SimpleCNN(channels=(2, 2)))
+    expect_error(
+        r"the model expects inputs shaped \(1, 28, 28\), the dataset has \(3, 32, 32\)",
+        images,
+        labels,
+        model=SimpleCNN(channels=(2, 2)),
+    )
 
 
 def test_module_that_rejects_the_input_shape():
@@ -438,8 +495,12 @@ def test_labels_outside_the_models_classes(bad):
 
 def test_k_larger_than_the_image():
     images, labels = ok_data()
-    model = expect_error(r"perturbation\.k=65 is larger than the 64 pixels of a 8x8 image", images, labels,
-                         perturbation=CountingPixels(k=65))
+    model = expect_error(
+        r"perturbation\.k=65 is larger than the 64 pixels of a 8x8 image",
+        images,
+        labels,
+        perturbation=CountingPixels(k=65),
+    )
     assert model.calls == 0
 
 
@@ -454,8 +515,11 @@ def test_one_index_per_image():
 
 
 def test_images_without_channel_dimension():
-    expect_error(r"images must be shaped \(N, C, H, W\), got \(6, 8, 8\)", torch.full((6, SIDE, SIDE), 0.5),
-                 torch.zeros(6, dtype=torch.int64))
+    expect_error(
+        r"images must be shaped \(N, C, H, W\), got \(6, 8, 8\)",
+        torch.full((6, SIDE, SIDE), 0.5),
+        torch.zeros(6, dtype=torch.int64),
+    )
 
 
 @pytest.mark.parametrize("kwargs", [dict(batch_size=0), dict(min_block=0), dict(min_block=8, max_block=4)])
@@ -466,8 +530,12 @@ def test_bad_schedule_settings(kwargs):
 
 def test_model_returning_one_score_per_image():
     images, labels = ok_data()
-    expect_error(r"the model must return scores shaped \(batch, classes\), got \(2,\)", images, labels,
-                 model=lambda x: x.flatten(1).sum(1))
+    expect_error(
+        r"the model must return scores shaped \(batch, classes\), got \(2,\)",
+        images,
+        labels,
+        model=lambda x: x.flatten(1).sum(1),
+    )
 
 
 def test_model_that_is_not_callable():

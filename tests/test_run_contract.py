@@ -26,8 +26,11 @@ def spelled_out(path: Path, base: Path = SRC) -> list[str]:
     """Every string constant of ``path`` (docstrings excepted) that is the name of a result file."""
     tree = ast.parse(path.read_text())
     skip = docstrings(tree)
-    return [f"{path.relative_to(base)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and id(node) not in skip and node.value in NAMES]
+    return [
+        f"{path.relative_to(base)}:{node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and id(node) not in skip and node.value in NAMES
+    ]
 
 
 def test_layout_names_the_result_files():
@@ -36,8 +39,12 @@ def test_layout_names_the_result_files():
 
 
 def test_no_module_outside_runs_spells_out_a_result_file():
-    offenders = [line for path in sorted(SRC.rglob("*.py")) if "runs" not in path.relative_to(SRC).parts[:1]
-                 for line in spelled_out(path)]
+    offenders = [
+        line
+        for path in sorted(SRC.rglob("*.py"))
+        if "runs" not in path.relative_to(SRC).parts[:1]
+        for line in spelled_out(path)
+    ]
     assert offenders == []
 
 

@@ -27,15 +27,27 @@ from robustlab.robustness import shards
 from robustlab.robustness.rpr import RPRResult
 
 # A scheme that fools the tiny model on about half the points, at various retries; 41 points: unequal shares.
-FAST = {"model.lr": 0.01, "rpr.retrain": "false", "profile.rpr_test_points": 41,
-        "perturbation": "salt_pepper", "perturbation.rate": 0.3, "profile.max_steps": 20}
+FAST = {
+    "model.lr": 0.01,
+    "rpr.retrain": "false",
+    "profile.rpr_test_points": 41,
+    "perturbation": "salt_pepper",
+    "perturbation.rate": 0.3,
+    "profile.max_steps": 20,
+}
 
 
 def cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "ROBUSTLAB_OUTPUT": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "robustlab.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "robustlab.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> str:
@@ -115,7 +127,9 @@ def test_merge_cli_error_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         shard_merge.main(["--multirun", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"error: multirun directory not found: {tmp_path / 'nothing'}"]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: multirun directory not found: {tmp_path / 'nothing'}"
+    ]
 
 
 def test_merge_refuses_overlap_and_mixed_max_steps(base_run):
@@ -144,13 +158,17 @@ def test_more_gpus_than_present_is_one_line():
     devices.require_devices(cfg, present=4)
     with pytest.raises(RobustlabError, match="needs 4 GPU"):
         devices.require_devices(OmegaConf.create({"accelerator": "gpu", "devices": [0, 3]}), present=2)
-    devices.require_devices(compose_config(["trainer=ddp_cpu", "trainer.devices=8"]).trainer, present=0)  # CPU processes
+    devices.require_devices(
+        compose_config(["trainer=ddp_cpu", "trainer.devices=8"]).trainer, present=0
+    )  # CPU processes
 
 
 def test_gpu_preset_on_a_machine_without_gpu_cli(tiny_mnist_root, tmp_path):
     if devices.visible_gpus():
         pytest.skip("this machine has a GPU")
-    proc = cli(tiny_run_overrides(tiny_mnist_root, **FAST) + ["trainer=gpu", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    proc = cli(
+        tiny_run_overrides(tiny_mnist_root, **FAST) + ["trainer=gpu", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path
+    )
     one_line_error(proc, r"^error: trainer\.devices=1 needs 1 GPU\(s\), this machine shows 0.*use trainer=cpu")
     assert not (tmp_path / "run" / "M.ckpt").exists()
 
@@ -184,7 +202,15 @@ def test_rpr_over_one_and_two_processes_gives_identical_points(base_run, tiny_mn
     same_points(measured[2], results.load_rpr(run_dir / "rpr_M_test.csv"))
     files = sorted(p.name for p in (tmp_path / "p2").iterdir())
     # job.json: the job marker (rank 0 alone keeps it: the second process neither clears nor marks the folder)
-    assert files == [".hydra", "cli.log", "examples_M_test.npz", "job.json", "metrics.json", "rpr_M_test.csv", "train_ddp_process_1.log"]
+    assert files == [
+        ".hydra",
+        "cli.log",
+        "examples_M_test.npz",
+        "job.json",
+        "metrics.json",
+        "rpr_M_test.csv",
+        "train_ddp_process_1.log",
+    ]
     from robustlab.runs import jobs
 
     assert jobs.read_marker(tmp_path / "p2")["state"] == jobs.DONE and jobs.finished(tmp_path / "p2")
@@ -193,10 +219,17 @@ def test_rpr_over_one_and_two_processes_gives_identical_points(base_run, tiny_mn
 
 def test_ddp_training_and_retraining_leave_one_run_dir(tiny_mnist_root, tmp_path):
     extra = {"model.lr": 0.01, "profile.epochs": 3, "profile.rpr_test_points": 20, "profile.rpr_train_points": 60}
-    proc = cli(tiny_run_overrides(tiny_mnist_root, **extra) + ["trainer=ddp_cpu", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    proc = cli(
+        tiny_run_overrides(tiny_mnist_root, **extra) + ["trainer=ddp_cpu", f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["M"]["test"]["points"] == 20 and metrics["M_train"]["points"] == 60 and metrics["M_R"]["test"]["points"] == 20
+    assert (
+        metrics["M"]["test"]["points"] == 20
+        and metrics["M_train"]["points"] == 60
+        and metrics["M_R"]["test"]["points"] == 20
+    )
     for name, rows in {"rpr_M_test.csv": 20, "rpr_M_train.csv": 60, "rpr_M_R_test.csv": 20}.items():
         index = results.load_rpr(tmp_path / "run" / name).index
         assert len(index) == len(set(index)) == rows and (np.diff(index) > 0).all()  # gathered once each, sorted
@@ -205,7 +238,15 @@ def test_ddp_training_and_retraining_leave_one_run_dir(tiny_mnist_root, tmp_path
 
 
 def test_ddp_inside_a_multirun_is_one_line(tiny_mnist_root, tmp_path):
-    proc = cli(["-m", *tiny_run_overrides(tiny_mnist_root, **FAST), "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    proc = cli(
+        [
+            "-m",
+            *tiny_run_overrides(tiny_mnist_root, **FAST),
+            "trainer=ddp_cpu",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        tmp_path,
+    )
     one_line_error(proc, r"^error: trainer=ddp / ddp_cpu cannot run inside a local Hydra multirun")
 
 
@@ -215,7 +256,10 @@ def test_ddp_inside_a_multirun_is_one_line(tiny_mnist_root, tmp_path):
 def test_joblib_runs_two_jobs_side_by_side(tiny_mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     overrides = tiny_run_overrides(tiny_mnist_root, **{**FAST, "profile.rpr_test_points": 10, "model_cache": "null"})
-    proc = cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path)
+    proc = cli(
+        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     seeds = [json.loads((sweep / str(job) / "metrics.json").read_text())["seed"] for job in (0, 1)]
@@ -228,9 +272,17 @@ def test_slurm_preset_composes_with_its_values():
     from robustlab.cli import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", return_hydra_config=True,
-                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30"])
+        cfg = compose(
+            config_name="config",
+            return_hydra_config=True,
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30"],
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.partition, launcher.timeout_min) == ("gpu", 30)
-    assert (launcher.gpus_per_task, launcher.cpus_per_task, launcher.mem_gb, launcher.array_parallelism) == (1, 4, 16, 16)
+    assert (launcher.gpus_per_task, launcher.cpus_per_task, launcher.mem_gb, launcher.array_parallelism) == (
+        1,
+        4,
+        16,
+        16,
+    )

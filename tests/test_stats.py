@@ -54,7 +54,9 @@ def test_clopper_pearson_matches_scipy_binomtest(k, n):
     assert (interval.low, interval.high) == pytest.approx((low, high), abs=1e-9)
 
 
-@pytest.mark.parametrize("k, n, match", [(1, 0, "trials >= 1"), (5, 4, "successes must lie in 0..4"), (-1, 4, "successes")])
+@pytest.mark.parametrize(
+    "k, n, match", [(1, 0, "trials >= 1"), (5, 4, "successes must lie in 0..4"), (-1, 4, "successes")]
+)
 def test_clopper_pearson_bad_input_is_one_line(k, n, match):
     with pytest.raises(RobustlabError, match=match):
         clopper_pearson(k, n)

@@ -29,9 +29,13 @@ def write_run(run_dir: Path, config: dict, metrics: dict | str | None) -> Path:
 def rpr_metrics(seed: int, train_images: int = 60000) -> dict:
     accuracy, ratio = RPR_VALUES[seed]
     return {
-        "experiment": "rpr_retrain", "profile": "paper", "seed": seed,
+        "experiment": "rpr_retrain",
+        "profile": "paper",
+        "seed": seed,
         "data": {"name": "mnist", "train_images": train_images, "test_images": 10000},
-        "max_steps": 250, "checkpoint": None, "scheme": "pixels",
+        "max_steps": 250,
+        "checkpoint": None,
+        "scheme": "pixels",
         "M": {"test_accuracy": accuracy, "test": {"points": 10000, "robust_ratio": ratio, "robust_per_class": [5, 7]}},
         "M_train": {"points": train_images, "robust_ratio": 0.7},
         "subset": {"per_class_taken": 1500},
@@ -42,15 +46,25 @@ def rpr_metrics(seed: int, train_images: int = 60000) -> dict:
 
 def linear_metrics(seed: int, epsilon: float) -> dict:
     return {
-        "experiment": "linear_robust", "profile": "paper", "seed": seed, "epsilon": epsilon,
-        "model": {"epochs": 10, "w_l1": 3.0}, "data": {"train_images": 2128, "test_images": 2115},
-        "train_accuracy_running": 0.99 + seed / 1000, "test_accuracy": 0.998,
+        "experiment": "linear_robust",
+        "profile": "paper",
+        "seed": seed,
+        "epsilon": epsilon,
+        "model": {"epochs": 10, "w_l1": 3.0},
+        "data": {"train_images": 2128, "test_images": 2115},
+        "train_accuracy_running": 0.99 + seed / 1000,
+        "test_accuracy": 0.998,
         "attack": {"clip": False, "grid": {"stop": 0.5, "num": 101}, "eps_at_50": 0.1 + epsilon},
     }
 
 
 def config(name: str, seed: int, **extra) -> dict:
-    return {"name": name, "seed": seed, "data": {"name": "mnist", "train_subset": None}, "model": {"channels": [32, 64]}} | extra
+    return {
+        "name": name,
+        "seed": seed,
+        "data": {"name": "mnist", "train_subset": None},
+        "model": {"channels": [32, 64]},
+    } | extra
 
 
 @pytest.fixture
@@ -80,8 +94,10 @@ def test_collect_runs_one_row_per_run_and_metric(runs_root):
     frame, skipped = collect_runs(runs_root)
     assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
     assert frame["run_dir"].nunique() == 7
-    expected_rows = sum(len(list(numeric_leaves({k: v for k, v in m.items() if k not in {"experiment", "profile", "seed"}})))
-                        for m in [rpr_metrics(s) for s in RPR_VALUES] + [linear_metrics(s, e) for e in (0.0, 0.1) for s in (0, 1)])
+    expected_rows = sum(
+        len(list(numeric_leaves({k: v for k, v in m.items() if k not in {"experiment", "profile", "seed"}})))
+        for m in [rpr_metrics(s) for s in RPR_VALUES] + [linear_metrics(s, e) for e in (0.0, 0.1) for s in (0, 1)]
+    )
     assert len(frame) == expected_rows
     seed_1 = frame[frame["run_dir"].str.endswith("rpr_mnist/seed_1")].set_index("metric")
     assert seed_1.loc["M.test_accuracy", "value"] == 0.97
@@ -89,7 +105,11 @@ def test_collect_runs_one_row_per_run_and_metric(runs_root):
     assert math.isnan(seed_1.loc["checkpoint", "value"])  # null kept as NaN, not dropped
     assert "scheme" not in seed_1.index and "seed" not in seed_1.index  # text is no metric; seed is a column
     assert set(seed_1["group"]) == {"reproduce/paper/rpr_mnist"} and set(seed_1["name"]) == {"rpr_mnist"}
-    assert set(seed_1["experiment"]) == {"rpr_retrain"} and set(seed_1["profile"]) == {"paper"} and set(seed_1["seed"]) == {1}
+    assert (
+        set(seed_1["experiment"]) == {"rpr_retrain"}
+        and set(seed_1["profile"]) == {"paper"}
+        and set(seed_1["seed"]) == {1}
+    )
     assert set(seed_1["config.model.channels"]) == {"[32, 64]"}  # lists as strings
     assert seed_1["config.data.train_subset"].isna().all()
     assert not any(c.startswith("config.") and c.endswith(".config") for c in frame.columns)
@@ -158,7 +178,11 @@ def test_readme_pandas_query_runs_on_the_parquet_store(tmp_path, monkeypatch):
     root = tmp_path / "outputs"
     for seed in RPR_VALUES:
         for scheme in ("pixels", "gaussian"):
-            write_run(root / scheme / f"seed_{seed}", config("rpr_sweep", seed, perturbation={"name": scheme}), rpr_metrics(seed))
+            write_run(
+                root / scheme / f"seed_{seed}",
+                config("rpr_sweep", seed, perturbation={"name": scheme}),
+                rpr_metrics(seed),
+            )
     assert main(["--root", str(root), "--out", str(root / "results")]) == 0
     monkeypatch.chdir(tmp_path)
     *setup, last = query.strip().splitlines()

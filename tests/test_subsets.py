@@ -62,7 +62,9 @@ def test_whole_class_when_asked_for_all_of_it():
 
 def test_shortfall_is_an_error_by_default():
     index, labels = pool([10, 3, 12, 2])
-    with pytest.raises(RobustlabError, match=r"asked 5 robust points per class but some classes have fewer \{1: 3, 3: 2\}") as error:
+    with pytest.raises(
+        RobustlabError, match=r"asked 5 robust points per class but some classes have fewer \{1: 3, 3: 2\}"
+    ) as error:
         balanced_subset(index, labels, 4, 5)
     assert "\n" not in str(error.value)
     assert "rpr.balance.on_shortfall=smallest" in str(error.value)
@@ -115,7 +117,10 @@ def test_no_robust_points_at_all():
     [
         (dict(per_class=0), r"rpr\.balance\.per_class must be >= 1, got 0"),
         (dict(per_class=-2), r"rpr\.balance\.per_class must be >= 1, got -2"),
-        (dict(per_class=2, on_shortfall="drop"), r"rpr\.balance\.on_shortfall must be 'error' or 'smallest', got 'drop'"),
+        (
+            dict(per_class=2, on_shortfall="drop"),
+            r"rpr\.balance\.on_shortfall must be 'error' or 'smallest', got 'drop'",
+        ),
     ],
 )
 def test_bad_settings(kwargs, match):
@@ -164,5 +169,6 @@ def test_control_needs_enough_points_and_too_small_says_why():
     with pytest.raises(RobustlabError, match=r"fewer points than the control needs in classes \{0: \(3, 5\)\}"):
         matched_random_subset(index, labels, np.array([5, 5]), seed=0)
     assert too_small(np.array([12, 3, 0]), 10) == (
-        "robust subset too small to train on: classes {1: 3, 2: 0} have fewer than rpr.balance.min_per_class=10 robust training images")
+        "robust subset too small to train on: classes {1: 3, 2: 0} have fewer than rpr.balance.min_per_class=10 robust training images"
+    )
     assert too_small(np.array([12, 10]), 10) is None

@@ -39,7 +39,9 @@ def pipeline_class(path: str) -> type:
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
-        raise RobustlabError(f"unknown pipeline '{path}'; set pipeline to a class path or pick an experiment=... preset") from None
+        raise RobustlabError(
+            f"unknown pipeline '{path}'; set pipeline to a class path or pick an experiment=... preset"
+        ) from None
 
 
 def summary_lines(pipeline: type, metrics: dict) -> list[str]:

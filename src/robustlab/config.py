@@ -22,7 +22,9 @@ def build(node, **kwargs):
         if isinstance(cause, RobustlabError):
             raise cause from None
         message = str(cause or error).strip().splitlines()
-        raise RobustlabError(f"bad config for {node.get('_target_', '?')}: {message[0] if message else error}") from None
+        raise RobustlabError(
+            f"bad config for {node.get('_target_', '?')}: {message[0] if message else error}"
+        ) from None
 
 
 def grid_spec(spec) -> dict | list:

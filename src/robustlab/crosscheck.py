@@ -159,8 +159,10 @@ def verdict(rows: list[dict], minimum: float) -> tuple[bool, str]:
     low = [r for r in rows if r["identical_predictions"] < minimum]
     if not low:
         worst = min(r["identical_predictions"] for r in rows)
-        sentence = (f"PASS: FGSM and PGD agree with ART on >= {minimum:.1%} of adversarial predictions at every eps "
-                    f"(lowest {worst:.2%})")
+        sentence = (
+            f"PASS: FGSM and PGD agree with ART on >= {minimum:.1%} of adversarial predictions at every eps "
+            f"(lowest {worst:.2%})"
+        )
         return True, sentence
     named = ", ".join(f"{r['attack']} eps={r['eps']:g} ({r['identical_predictions']:.2%})" for r in low)
     return False, f"FAIL: below {minimum:.1%} identical adversarial predictions: {named}"

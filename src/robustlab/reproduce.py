@@ -83,8 +83,12 @@ def parse(path: Path) -> Experiment:
         spec = yaml.safe_load(found[0]) or {}
     except yaml.YAMLError as error:
         raise RobustlabError(f"{path}: the yaml reproduce block does not parse: {str(error).splitlines()[0]}") from None
-    groups = [Group(g["group"], g["command"], g.get("profiles", {}) or {}, g.get("requires")) for g in spec.get("runs", [])]
-    return Experiment(path.stem, path, int(spec.get("order", 99)), groups, spec.get("figures", []), spec.get("wall_time_min", {}))
+    groups = [
+        Group(g["group"], g["command"], g.get("profiles", {}) or {}, g.get("requires")) for g in spec.get("runs", [])
+    ]
+    return Experiment(
+        path.stem, path, int(spec.get("order", 99)), groups, spec.get("figures", []), spec.get("wall_time_min", {})
+    )
 
 
 def load(folder: Path = EXPERIMENTS, only: str | None = None) -> list[Experiment]:
@@ -96,8 +100,11 @@ def load(folder: Path = EXPERIMENTS, only: str | None = None) -> list[Experiment
     wanted = [w.strip() for w in only.split(",") if w.strip()]
     known, groups = {e.name for e in experiments}, {g.name for e in experiments for g in e.groups}
     unknown = [w for w in wanted if w not in known | groups]
-    require(not unknown, f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}; "
-            f"run groups: {', '.join(sorted(groups))}")
+    require(
+        not unknown,
+        f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}; "
+        f"run groups: {', '.join(sorted(groups))}",
+    )
     chosen = []
     for e in experiments:
         if e.name in wanted:
@@ -111,7 +118,10 @@ def load(folder: Path = EXPERIMENTS, only: str | None = None) -> list[Experiment
 
 def seeds(profile: str, folder: Path = PROFILES) -> str:
     path = folder / f"{profile}.yaml"
-    require(path.is_file(), f"unknown profile '{profile}'; pick one of {', '.join(p.stem for p in sorted(folder.glob('*.yaml')))}")
+    require(
+        path.is_file(),
+        f"unknown profile '{profile}'; pick one of {', '.join(p.stem for p in sorted(folder.glob('*.yaml')))}",
+    )
     count = (yaml.safe_load(path.read_text()) or {}).get("seeds", 1)
     require(isinstance(count, int) and count >= 1, f"{path}: seeds must be a positive integer, got {count}")
     return ",".join(str(s) for s in range(count))
@@ -132,8 +142,13 @@ class Context:
         return layout.profile_dir(self.output, self.profile)
 
     def values(self, experiments: list[Experiment]) -> dict[str, str]:
-        values = {"profile": self.profile, "seeds": seeds(self.profile), "run_dir": str(self.run_dir),
-                  "figures": str(self.figures_root / self.profile), "data_root": self.data_root}
+        values = {
+            "profile": self.profile,
+            "seeds": seeds(self.profile),
+            "run_dir": str(self.run_dir),
+            "figures": str(self.figures_root / self.profile),
+            "data_root": self.data_root,
+        }
         values.update({g.name: str(self.run_dir / g.name) for e in experiments for g in e.groups})
         return values
 
@@ -177,7 +192,7 @@ class Job:
     number: int
     folder: Path
     overrides: list[str]  # the job's own overrides (no hydra.*), as Hydra passes them
-    shown: str            # the overrides that tell it apart from the group's other jobs
+    shown: str  # the overrides that tell it apart from the group's other jobs
     identity: str
 
 
@@ -215,14 +230,18 @@ def plan(group: Group, ctx: Context, values: dict[str, str]) -> list[Job]:
             try:
                 cfg = compose(config_name="config", overrides=[*overrides, *extra], return_hydra_config=True)
             except Exception as error:  # an unknown key or option: the command itself is wrong
-                raise RobustlabError(f"{group.name}: job {number} does not compose: {str(error).splitlines()[0]}") from None
+                raise RobustlabError(
+                    f"{group.name}: job {number} does not compose: {str(error).splitlines()[0]}"
+                ) from None
             hydra_cfg = cfg.hydra
             folder = Path(hydra_cfg.sweep.dir) / str(hydra_cfg.sweep.subdir) if multirun else Path(hydra_cfg.run.dir)
             task = list(hydra_cfg.overrides.task)
             with open_dict(cfg):
                 del cfg["hydra"]
             shown = " ".join(o for o in task if o.split("=", 1)[0] in varying)
-            jobs.append(Job(group.name, number, folder, task, shown, job_identity(OmegaConf.to_container(cfg, resolve=True))))
+            jobs.append(
+                Job(group.name, number, folder, task, shown, job_identity(OmegaConf.to_container(cfg, resolve=True)))
+            )
     return jobs
 
 
@@ -296,8 +315,9 @@ def run_groups(experiments: list[Experiment], ctx: Context, force: bool = False)
     return outcome
 
 
-def run_group(group: Group, planned: list[Job], ctx: Context, values: dict, force: bool, progress: Progress,
-              outcome: Outcome) -> None:
+def run_group(
+    group: Group, planned: list[Job], ctx: Context, values: dict, force: bool, progress: Progress, outcome: Outcome
+) -> None:
     """One group: its jobs that are not done run in one `robustlab` process (its launcher's parallelism kept)."""
     remove_foreign_jobs(group, planned, ctx)
     todo = [j for j in planned if force or jobs.state(j.folder, j.identity).state != jobs.DONE]
@@ -392,14 +412,21 @@ def missing_input(group: Group, ctx: Context, values: dict[str, str], groups: di
             if value != str(folder) and not value.startswith(f"{folder}/"):  # rpr_fashion is not rpr_fashion_calibrated
                 continue
             if "${" in value:  # a per-job path (seed_${seed}/M.ckpt): some finished job must have made one
-                if not any(jobs.finished(folder / Path(hit).relative_to(folder).parts[0])
-                           for hit in glob.glob(HYDRA_VALUE.sub("*", value)) if Path(hit) != folder):
+                if not any(
+                    jobs.finished(folder / Path(hit).relative_to(folder).parts[0])
+                    for hit in glob.glob(HYDRA_VALUE.sub("*", value))
+                    if Path(hit) != folder
+                ):
                     return f"{value} from run group {name}, which has no finished job there; run ONLY={name} first"
                 continue
             path = Path(value)
             parts = path.relative_to(folder).parts if path != folder else ()
             job = folder / parts[0] if groups[name].multirun and parts else folder
-            made = discover.finished_runs(folder) if job == folder and groups[name].multirun else [job] * jobs.finished(job)
+            made = (
+                discover.finished_runs(folder)
+                if job == folder and groups[name].multirun
+                else [job] * jobs.finished(job)
+            )
             if not made or not path.exists():
                 return f"{path} from run group {name}, which has no finished job there; run ONLY={name} first"
     return None
@@ -447,7 +474,9 @@ def draw_figures(experiments: list[Experiment], ctx: Context) -> int:
             if not figure_ready(figure, groups, ctx, values):
                 continue
             argv = shlex.split(expand(figure["command"], values))
-            require(argv[0] == "robustlab-plot", f"{experiment.path}: figure commands run robustlab-plot, got {argv[0]}")
+            require(
+                argv[0] == "robustlab-plot", f"{experiment.path}: figure commands run robustlab-plot, got {argv[0]}"
+            )
             try:
                 plot(argv[1:])  # in-process: one interpreter draws every figure (seconds, not a start-up each)
             except SystemExit as exit_:
@@ -478,7 +507,9 @@ def status(experiments: list[Experiment], ctx: Context) -> dict[str, int]:
     for group in (g for e in experiments for g in e.groups):
         states = [(job, jobs.state(job.folder, job.identity)) for job in plan(group, ctx, values)]
         mine = {s: sum(st.state == s for _, st in states) for s in counts}
-        print(f"{group.name}: {', '.join(f'{n} {s}' for s, n in mine.items() if n) or 'no jobs'} ({ctx.run_dir / group.name})")
+        print(
+            f"{group.name}: {', '.join(f'{n} {s}' for s, n in mine.items() if n) or 'no jobs'} ({ctx.run_dir / group.name})"
+        )
         for job, st in states:
             counts[st.state] += 1
             why = f": {st.detail}" if st.detail and st.state != jobs.DONE else ""
@@ -487,8 +518,10 @@ def status(experiments: list[Experiment], ctx: Context) -> dict[str, int]:
         if missing:
             print(f"  cannot run yet: needs {missing}")
         elif mine[jobs.DONE] < len(states):
-            print(f"  produce what is not done with: make reproduce PROFILE={ctx.profile} ONLY={group.name}"
-                  f"  (or: {shlex.join(group_command(group, ctx, values))})")
+            print(
+                f"  produce what is not done with: make reproduce PROFILE={ctx.profile} ONLY={group.name}"
+                f"  (or: {shlex.join(group_command(group, ctx, values))})"
+            )
     print(f"{sum(counts.values())} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return counts
 
@@ -497,7 +530,9 @@ def describe(experiments: list[Experiment], ctx: Context) -> None:
     values = ctx.values(load(ctx.experiments))
     for experiment in experiments:
         times = experiment.wall_time_min.get(ctx.profile, {})
-        shown = ", ".join(f"{k}: {'not measured' if v is None else f'{v} min'}" for k, v in times.items()) or "not measured"
+        shown = (
+            ", ".join(f"{k}: {'not measured' if v is None else f'{v} min'}" for k, v in times.items()) or "not measured"
+        )
         print(f"{experiment.name} ({experiment.path}); measured wall time ({ctx.profile} profile): {shown}")
         for group in experiment.groups:
             done, _ = group_state(ctx.run_dir / group.name)
@@ -510,16 +545,37 @@ def describe(experiments: list[Experiment], ctx: Context) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="robustlab-reproduce", description="Run the experiments of experiments/*.md and draw their figures.")
-    p.add_argument("action", choices=("run", "figures", "list", "status"),
-                   help="run: runs then figures; figures: from logged runs only; list: what would run; "
-                        "status: every job done / missing / failed / stale")
+    p = argparse.ArgumentParser(
+        prog="robustlab-reproduce", description="Run the experiments of experiments/*.md and draw their figures."
+    )
+    p.add_argument(
+        "action",
+        choices=("run", "figures", "list", "status"),
+        help="run: runs then figures; figures: from logged runs only; list: what would run; "
+        "status: every job done / missing / failed / stale",
+    )
     p.add_argument("--profile", default="paper", help="conf/profile/<profile>.yaml (default: %(default)s)")
-    p.add_argument("--only", default=None, help="comma-separated experiment names (files in experiments/) or run group names; default: all")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated experiment names (files in experiments/) or run group names; default: all",
+    )
     p.add_argument("--force", default="0", help="1: run every job again, done or not (default: %(default)s)")
-    p.add_argument("--output", type=Path, default=Path(os.environ.get("ROBUSTLAB_OUTPUT", "outputs")), help="output root (default: $ROBUSTLAB_OUTPUT or outputs)")
-    p.add_argument("--experiments", type=Path, default=EXPERIMENTS, help="folder of experiment files (default: the repository's)")
-    p.add_argument("--figures-root", type=Path, default=Path("figures"), help="figures go to <this>/<profile> (default: %(default)s)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path(os.environ.get("ROBUSTLAB_OUTPUT", "outputs")),
+        help="output root (default: $ROBUSTLAB_OUTPUT or outputs)",
+    )
+    p.add_argument(
+        "--experiments", type=Path, default=EXPERIMENTS, help="folder of experiment files (default: the repository's)"
+    )
+    p.add_argument(
+        "--figures-root",
+        type=Path,
+        default=Path("figures"),
+        help="figures go to <this>/<profile> (default: %(default)s)",
+    )
     return p
 
 
@@ -530,15 +586,19 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
             pass
     except OSError as error:
-        raise RobustlabError(f"cannot write into {folder} ({error.strerror or error}); pass --output (make: OUTPUT=) "
-                             "a folder you can write") from None
+        raise RobustlabError(
+            f"cannot write into {folder} ({error.strerror or error}); pass --output (make: OUTPUT=) "
+            "a folder you can write"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     with one_line_errors():
         require(args.force in ("0", "1"), f"FORCE (--force) must be 0 or 1, got '{args.force}'")
-        ctx = Context(args.profile, args.output, args.figures_root, os.environ.get("ROBUSTLAB_DATA", "data"), args.experiments)
+        ctx = Context(
+            args.profile, args.output, args.figures_root, os.environ.get("ROBUSTLAB_DATA", "data"), args.experiments
+        )
         seeds(args.profile)  # an unknown profile fails here, before anything runs
         experiments = load(args.experiments, only=args.only)
         # Jobs and the configs composed here resolve ${paths.output_root} from it: one output root for all.

@@ -95,7 +95,6 @@ def clopper_pearson(successes: int, trials: int, level: float = LEVEL) -> Interv
     return Interval(successes / trials, float(ci.low), float(ci.high), int(trials))
 
 
-
 def paired_difference(a, b, level: float = LEVEL) -> Interval:
     """Mean over seeds of ``a[i] - b[i]`` (the same seed's two models) with its t interval (n - 1 df).
 

@@ -67,13 +67,22 @@ class BinaryDataModule(VisionDataModule):
         """The images of the two digits, labels mapped to -1/+1; ``index`` keeps the dataset index."""
         first, second = self.digits
         for digit in self.digits:
-            require(bool((split.labels == digit).any()), f"no images of digit {digit} in the {which} split of {self.name} under {self.root}; "
-                    "check data.digits and the data folder (ROBUSTLAB_DATA)")
+            require(
+                bool((split.labels == digit).any()),
+                f"no images of digit {digit} in the {which} split of {self.name} under {self.root}; "
+                "check data.digits and the data folder (ROBUSTLAB_DATA)",
+            )
         kept = split.take(torch.nonzero((split.labels == first) | (split.labels == second)).flatten())
         kept.labels = torch.where(kept.labels == first, -1, 1).to(torch.int64)
         return kept
 
     def describe(self) -> dict:
         """What metrics.json records about the data."""
-        return {"name": self.name, "digits": list(self.digits), "labels": {str(self.digits[0]): -1, str(self.digits[1]): 1},
-                "root": str(Path(self.root).resolve()), "train_images": len(self.train), "test_images": len(self.test)}
+        return {
+            "name": self.name,
+            "digits": list(self.digits),
+            "labels": {str(self.digits[0]): -1, str(self.digits[1]): 1},
+            "root": str(Path(self.root).resolve()),
+            "train_images": len(self.train),
+            "test_images": len(self.test),
+        }

@@ -46,10 +46,15 @@ def sample_points(split: Split, count: int | None, seed: int) -> Split:
     return split.take(order.sort().values)
 
 
-def train_val_split(n: int, train_subset: int | None, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def train_val_split(
+    n: int, train_subset: int | None, val_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic per seed: shuffle 0..n-1, keep ``train_subset`` of them, hold out ``val_fraction``."""
     require(0.0 <= val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {val_fraction}")
-    require(train_subset is None or 1 <= train_subset <= n, f"data.train_subset must be in 1..{n} (the training images found), got {train_subset}")
+    require(
+        train_subset is None or 1 <= train_subset <= n,
+        f"data.train_subset must be in 1..{n} (the training images found), got {train_subset}",
+    )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     order = order[: train_subset or n]
     n_val = int(round(val_fraction * len(order)))
@@ -114,8 +119,15 @@ class VisionDataModule(pl.LightningDataModule):
     def with_train_index(self, index: torch.Tensor) -> VisionDataModule:
         """Same data and validation split, training on the given dataset indices only (for M_R)."""
         module = VisionDataModule(
-            self.name, self.root, self.download, self.train_subset, self.val_fraction,
-            self.batch_size, self.eval_batch_size, self.num_workers, self.seed,
+            self.name,
+            self.root,
+            self.download,
+            self.train_subset,
+            self.val_fraction,
+            self.batch_size,
+            self.eval_batch_size,
+            self.num_workers,
+            self.seed,
         )
         self.setup()
         module.train, module.val, module.test = self.restrict(self.train, index), self.val, self.test

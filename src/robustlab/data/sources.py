@@ -88,7 +88,9 @@ def _as_tensor(data) -> torch.Tensor:
     return x.to(torch.float32).div_(255.0).contiguous()
 
 
-def load_split(name: str, root: str | Path, train: bool, download: bool | str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(
+    name: str, root: str | Path, train: bool, download: bool | str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All images (N, C, H, W) in [0, 1] and labels (N,) of one split, through torchvision's reader."""
     source = get_source(name)
     root = Path(root).expanduser().resolve()
@@ -96,7 +98,12 @@ def load_split(name: str, root: str | Path, train: bool, download: bool | str = 
     try:
         dataset = source.reader(root=str(root), train=train, download=False)
     except Exception as error:
-        raise RobustlabError(f"could not read {source.name} from {root / source.folder}: {error}".splitlines()[0]) from None
+        raise RobustlabError(
+            f"could not read {source.name} from {root / source.folder}: {error}".splitlines()[0]
+        ) from None
     images, labels = _as_tensor(dataset.data), torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
-    require(tuple(images.shape[1:]) == source.shape, f"{source.name} in {root} has images shaped {tuple(images.shape[1:])}, expected {source.shape}")
+    require(
+        tuple(images.shape[1:]) == source.shape,
+        f"{source.name} in {root} has images shaped {tuple(images.shape[1:])}, expected {source.shape}",
+    )
     return images, labels

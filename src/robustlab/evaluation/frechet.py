@@ -31,18 +31,26 @@ from robustlab.robustness.rpr import as_scores_fn, predict
 def load_judge(path: str | Path, input_shape: tuple[int, int, int]) -> SimpleCNN:
     """The quality classifier, checked up front (missing, corrupt or for other images: one line)."""
     path = Path(path)
-    require(path.is_file(), f"quality classifier checkpoint not found: {path}; train it first (robustlab experiment=rpr_mnist ...) "
-            "or set quality.classifier to a SimpleCNN .ckpt of this dataset (null skips the quality metrics)")
+    require(
+        path.is_file(),
+        f"quality classifier checkpoint not found: {path}; train it first (robustlab experiment=rpr_mnist ...) "
+        "or set quality.classifier to a SimpleCNN .ckpt of this dataset (null skips the quality metrics)",
+    )
     model = load_classifier(SimpleCNN, path)
-    require(tuple(model.input_shape) == tuple(input_shape), f"quality classifier {path} takes {tuple(model.input_shape)} images, the data has {tuple(input_shape)}")
+    require(
+        tuple(model.input_shape) == tuple(input_shape),
+        f"quality classifier {path} takes {tuple(model.input_shape)} images, the data has {tuple(input_shape)}",
+    )
     return model
 
 
 def penultimate(model: nn.Module) -> nn.Module:
     """The classifier without its last Linear: images -> the features the class scores are read from."""
     net = getattr(model, "net", None)
-    require(isinstance(net, nn.Sequential) and isinstance(net[-1], nn.Linear),
-            f"the quality classifier must hold an nn.Sequential `net` ending in a Linear layer (a SimpleCNN), got {type(model).__name__}")
+    require(
+        isinstance(net, nn.Sequential) and isinstance(net[-1], nn.Linear),
+        f"the quality classifier must hold an nn.Sequential `net` ending in a Linear layer (a SimpleCNN), got {type(model).__name__}",
+    )
     return net[:-1]
 
 
@@ -51,7 +59,9 @@ def features(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> t
     """(N, D) float64 penultimate features of images in [0, 1]."""
     body = penultimate(model).eval()
     device = next(body.parameters()).device
-    out = [body(images[i : i + batch_size].to(device)).flatten(1).double().cpu() for i in range(0, len(images), batch_size)]
+    out = [
+        body(images[i : i + batch_size].to(device)).flatten(1).double().cpu() for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out)
 
 
@@ -69,7 +79,10 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     tr (S_a S_b)^(1/2) = (sum of the singular values of A B^T) / sqrt((n_a - 1)(n_b - 1)). No D x D
     covariance (9,216^2 for the SimpleCNN) and no matrix square root are ever formed.
     """
-    require(a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[1], f"feature sets must be (N, D) with the same D, got {tuple(a.shape)} and {tuple(b.shape)}")
+    require(
+        a.dim() == 2 and b.dim() == 2 and a.shape[1] == b.shape[1],
+        f"feature sets must be (N, D) with the same D, got {tuple(a.shape)} and {tuple(b.shape)}",
+    )
     require(len(a) >= 2 and len(b) >= 2, f"need at least 2 samples per feature set, got {len(a)} and {len(b)}")
     a, b = a.double(), b.double()
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -99,8 +112,16 @@ def normalised_entropy(counts: np.ndarray) -> float:
     return max(0.0, float(-(p * np.log(p)).sum() / math.log(len(counts)))) if len(counts) > 1 else 1.0
 
 
-def quality_report(judge: nn.Module, generated: torch.Tensor, real: torch.Tensor, num_classes: int, *,
-                   other_real: torch.Tensor | None = None, intended: torch.Tensor | None = None, batch_size: int = 500) -> dict:
+def quality_report(
+    judge: nn.Module,
+    generated: torch.Tensor,
+    real: torch.Tensor,
+    num_classes: int,
+    *,
+    other_real: torch.Tensor | None = None,
+    intended: torch.Tensor | None = None,
+    batch_size: int = 500,
+) -> dict:
     """Fréchet distance generated vs ``real`` (and ``other_real`` vs ``real``, the floor), class histograms."""
     f_real = features(judge, real, batch_size)
     predicted = predicted_classes(judge, generated, batch_size)
@@ -110,7 +131,9 @@ def quality_report(judge: nn.Module, generated: torch.Tensor, real: torch.Tensor
         "generated_images": len(generated),
         "real_images": len(real),
         "frechet_distance": frechet_distance(f_real, features(judge, generated, batch_size)),
-        "frechet_distance_real_vs_real": None if other_real is None else frechet_distance(f_real, features(judge, other_real, batch_size)),
+        "frechet_distance_real_vs_real": None
+        if other_real is None
+        else frechet_distance(f_real, features(judge, other_real, batch_size)),
         "generated_classes": hist.tolist(),
         "real_classes": class_histogram(judge, real, num_classes, batch_size).tolist(),
         "class_entropy": normalised_entropy(hist),

@@ -61,5 +61,7 @@ def load_classifier(cls: type[ImageClassifier], path: str | Path) -> ImageClassi
         model = cls.load_from_checkpoint(str(path), map_location="cpu")
     except Exception as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise RobustlabError(f"checkpoint {path} is corrupt or not a {cls.__name__} checkpoint ({reason}); retrain to recreate it") from None
+        raise RobustlabError(
+            f"checkpoint {path} is corrupt or not a {cls.__name__} checkpoint ({reason}); retrain to recreate it"
+        ) from None
     return model.eval()

@@ -46,8 +46,10 @@ def upsampling_plan(input_shape) -> tuple[int, int]:
     side, n = h, 0
     while side >= 8 and side % 2 == 0:
         side, n = side // 2, n + 1
-    require(h == w and n >= 1 and 3 <= side <= 7,
-            f"DCGAN cannot produce {h}x{w} images: it needs square images of side b*2^n with b in 3..7 and n >= 1 (e.g. 28, 32, 64)")
+    require(
+        h == w and n >= 1 and 3 <= side <= 7,
+        f"DCGAN cannot produce {h}x{w} images: it needs square images of side b*2^n with b in 3..7 and n >= 1 (e.g. 28, 32, 64)",
+    )
     return side, n
 
 
@@ -65,7 +67,9 @@ class Generator(nn.Module):
         self.num_classes = num_classes
         self.project = nn.Sequential(
             nn.Linear(latent_dim + num_classes, widths[0] * base * base, bias=False),
-            nn.Unflatten(1, (widths[0], base, base)), nn.BatchNorm2d(widths[0]), nn.ReLU(True),
+            nn.Unflatten(1, (widths[0], base, base)),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
         )
         layers = []
         for a, b in zip(widths, widths[1:]):
@@ -81,13 +85,24 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Image in [0, 1] (and, if conditional, its class as one-hot planes) -> ``outputs`` logits."""
 
-    def __init__(self, input_shape, width: int, outputs: int = 1, num_classes: int = 0,
-                 minibatch_discrimination: bool = False, mbd_kernels: int = 32, mbd_kernel_dim: int = 8):
+    def __init__(
+        self,
+        input_shape,
+        width: int,
+        outputs: int = 1,
+        num_classes: int = 0,
+        minibatch_discrimination: bool = False,
+        mbd_kernels: int = 32,
+        mbd_kernel_dim: int = 8,
+    ):
         super().__init__()
         base, n = upsampling_plan(input_shape)
         widths = [width * 2**i for i in range(n)]
         self.num_classes = num_classes
-        layers = [nn.Conv2d(input_shape[0] + num_classes, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]  # no batch norm on the input layer
+        layers = [
+            nn.Conv2d(input_shape[0] + num_classes, widths[0], 4, 2, 1),
+            nn.LeakyReLU(0.2, True),
+        ]  # no batch norm on the input layer
         for a, b in zip(widths, widths[1:]):
             layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, True)]
         self.body = nn.Sequential(*layers, nn.Flatten())
@@ -116,18 +131,33 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def check_options(latent_dim, latent, g_width, d_width, lr, betas, semi_supervised, conditional, labels_per_class, every, grid) -> None:
+def check_options(
+    latent_dim, latent, g_width, d_width, lr, betas, semi_supervised, conditional, labels_per_class, every, grid
+) -> None:
     """Every option of :class:`DCGAN` that can be checked before any data is read, one line each."""
-    require(isinstance(latent_dim, int) and latent_dim >= 1, f"model.latent_dim must be a positive integer, got {latent_dim}")
+    require(
+        isinstance(latent_dim, int) and latent_dim >= 1,
+        f"model.latent_dim must be a positive integer, got {latent_dim}",
+    )
     require(latent in LATENTS, f"model.latent must be one of {', '.join(LATENTS)}, got '{latent}'")
     require(min(g_width, d_width) >= 1, f"model.g_width and model.d_width must be >= 1, got {g_width} and {d_width}")
-    require(lr > 0 and len(betas) == 2 and all(0 <= b < 1 for b in betas),
-            f"model.lr must be > 0 and model.betas two numbers in [0, 1), got {lr} and {list(betas)}")
-    require(not (semi_supervised and conditional), "model.semi_supervised and model.conditional exclude each other: "
-            "the semi-supervised D learns the classes from few labels, the conditional one is told them")
-    require(not semi_supervised or (isinstance(labels_per_class, int) and labels_per_class >= 1),
-            f"model.labels_per_class must be a positive integer, got {labels_per_class}")
-    require(every >= 1 and grid >= 1, f"model.sample_every_n_steps and model.sample_grid must be >= 1, got {every} and {grid}")
+    require(
+        lr > 0 and len(betas) == 2 and all(0 <= b < 1 for b in betas),
+        f"model.lr must be > 0 and model.betas two numbers in [0, 1), got {lr} and {list(betas)}",
+    )
+    require(
+        not (semi_supervised and conditional),
+        "model.semi_supervised and model.conditional exclude each other: "
+        "the semi-supervised D learns the classes from few labels, the conditional one is told them",
+    )
+    require(
+        not semi_supervised or (isinstance(labels_per_class, int) and labels_per_class >= 1),
+        f"model.labels_per_class must be a positive integer, got {labels_per_class}",
+    )
+    require(
+        every >= 1 and grid >= 1,
+        f"model.sample_every_n_steps and model.sample_grid must be >= 1, got {every} and {grid}",
+    )
 
 
 def write_file(path: Path, data: bytes) -> Path:
@@ -171,14 +201,33 @@ class DCGAN(pl.LightningModule):
         seed: int = 0,
     ):
         super().__init__()
-        check_options(latent_dim, latent, g_width, d_width, lr, betas, semi_supervised, conditional, labels_per_class, sample_every_n_steps, sample_grid)
+        check_options(
+            latent_dim,
+            latent,
+            g_width,
+            d_width,
+            lr,
+            betas,
+            semi_supervised,
+            conditional,
+            labels_per_class,
+            sample_every_n_steps,
+            sample_grid,
+        )
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
         classes = num_classes if conditional else 0
         self.generator = Generator(self.input_shape, latent_dim, g_width, classes)
-        self.discriminator = Discriminator(self.input_shape, d_width, num_classes + 1 if semi_supervised else 1, classes,
-                                           minibatch_discrimination, mbd_kernels, mbd_kernel_dim)
+        self.discriminator = Discriminator(
+            self.input_shape,
+            d_width,
+            num_classes + 1 if semi_supervised else 1,
+            classes,
+            minibatch_discrimination,
+            mbd_kernels,
+            mbd_kernel_dim,
+        )
         self.apply(init_weights)
         # Fixed noise (and, if conditional, one class per grid column): the grids over training are comparable.
         self.register_buffer("fixed_noise", self.noise(sample_grid, torch.Generator().manual_seed(seed)))
@@ -206,8 +255,13 @@ class DCGAN(pl.LightningModule):
         was_training = self.generator.training
         self.generator.eval()
         try:
-            out = [self.generator(noise[i : i + batch_size].to(self.device), None if labels is None else labels[i : i + batch_size].to(self.device)).cpu()
-                   for i in range(0, len(noise), batch_size)]
+            out = [
+                self.generator(
+                    noise[i : i + batch_size].to(self.device),
+                    None if labels is None else labels[i : i + batch_size].to(self.device),
+                ).cpu()
+                for i in range(0, len(noise), batch_size)
+            ]
         finally:
             self.generator.train(was_training)
         return torch.cat(out) if out else torch.empty(0, *self.input_shape)
@@ -233,7 +287,9 @@ class DCGAN(pl.LightningModule):
     def discriminator_loss(self, real, labels, fake, fake_labels) -> tuple[torch.Tensor, dict]:
         r_real = self.realness(self.discriminator(real, self.conditioning(labels)))
         r_fake = self.realness(self.discriminator(fake, self.conditioning(fake_labels)))
-        loss = F.binary_cross_entropy_with_logits(r_real, torch.ones_like(r_real)) + F.binary_cross_entropy_with_logits(r_fake, torch.zeros_like(r_fake))
+        loss = F.binary_cross_entropy_with_logits(r_real, torch.ones_like(r_real)) + F.binary_cross_entropy_with_logits(
+            r_fake, torch.zeros_like(r_fake)
+        )
         stats = {"d_real": torch.sigmoid(r_real).mean(), "d_fake": torch.sigmoid(r_fake).mean()}
         if self.hparams.semi_supervised:
             stats["d_supervised"] = self.supervised_loss(len(real))
@@ -241,7 +297,10 @@ class DCGAN(pl.LightningModule):
         return loss, stats
 
     def supervised_loss(self, batch_size: int) -> torch.Tensor:
-        require(len(self.labeled_images) > 0, "semi-supervised DCGAN has no labelled images; the pipeline sets them with set_labeled()")
+        require(
+            len(self.labeled_images) > 0,
+            "semi-supervised DCGAN has no labelled images; the pipeline sets them with set_labeled()",
+        )
         pick = torch.randint(len(self.labeled_images), (batch_size,), device=self.labeled_images.device)
         logits = self.discriminator(self.labeled_images[pick])
         return F.cross_entropy(logits[:, :-1], self.labeled_labels[pick])
@@ -253,14 +312,19 @@ class DCGAN(pl.LightningModule):
                 _, f_real = self.discriminator(real, self.conditioning(labels), with_features=True)
             return (f_real.mean(0) - f_fake.mean(0)).pow(2).mean()
         r_fake = self.realness(self.discriminator(fake, self.conditioning(fake_labels)))
-        return F.binary_cross_entropy_with_logits(r_fake, torch.ones_like(r_fake))  # non-saturating: maximise log D(G(z))
+        return F.binary_cross_entropy_with_logits(
+            r_fake, torch.ones_like(r_fake)
+        )  # non-saturating: maximise log D(G(z))
 
     # -- training ---------------------------------------------------------------------------------
 
     def check_finite(self, loss: torch.Tensor, network: str) -> None:
         """Stop before a non-finite loss reaches the weights (or a sample grid)."""
-        require(bool(torch.isfinite(loss)), f"{network} loss is {loss.item()} at training step {self.iteration}; "
-                "the GAN diverged: lower model.lr or change the model options, then rerun")
+        require(
+            bool(torch.isfinite(loss)),
+            f"{network} loss is {loss.item()} at training step {self.iteration}; "
+            "the GAN diverged: lower model.lr or change the model options, then rerun",
+        )
 
     def update(self, optimizer, loss: torch.Tensor, network: str) -> None:
         self.check_finite(loss, network)
@@ -284,13 +348,20 @@ class DCGAN(pl.LightningModule):
         self.update(opt_g, loss_g, "generator")
         self.untoggle_optimizer(opt_g)
         self.iteration += 1
-        self.log_dict({"train/d_loss": loss_d.detach(), "train/g_loss": loss_g.detach()}, prog_bar=True, on_step=True, on_epoch=False)
+        self.log_dict(
+            {"train/d_loss": loss_d.detach(), "train/g_loss": loss_g.detach()},
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+        )
         self.log_dict({f"train/{k}": v.detach() for k, v in stats.items()}, on_step=True, on_epoch=False)
 
     def configure_optimizers(self):
         betas = tuple(self.hparams.betas)
-        return [torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas),
-                torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr, betas=betas)]
+        return [
+            torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr, betas=betas),
+        ]
 
     # How the sample grids reach the disk: a plain write here (the model does no run I/O); the pipeline
     # sets robustlab.runs.io.atomic_write_bytes (robustlab.pipelines.dcgan.train_gan).
@@ -314,11 +385,22 @@ class DiscriminatorClassifier(ImageClassifier):
     al.'s L_supervised (the "generated" row of the K+1-output head gets no gradient from it).
     """
 
-    def __init__(self, input_shape=(1, 28, 28), num_classes: int = 10, d_width: int = 64, minibatch_discrimination: bool = False,
-                 mbd_kernels: int = 32, mbd_kernel_dim: int = 8, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999)):
+    def __init__(
+        self,
+        input_shape=(1, 28, 28),
+        num_classes: int = 10,
+        d_width: int = 64,
+        minibatch_discrimination: bool = False,
+        mbd_kernels: int = 32,
+        mbd_kernel_dim: int = 8,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+    ):
         super().__init__(input_shape, num_classes, lr)
         self.save_hyperparameters()
-        self.net = Discriminator(self.input_shape, d_width, num_classes, 0, minibatch_discrimination, mbd_kernels, mbd_kernel_dim)
+        self.net = Discriminator(
+            self.input_shape, d_width, num_classes, 0, minibatch_discrimination, mbd_kernels, mbd_kernel_dim
+        )
         self.net.apply(init_weights)
 
     def configure_optimizers(self):
@@ -328,7 +410,7 @@ class DiscriminatorClassifier(ImageClassifier):
 def png_bytes(images: torch.Tensor, columns: int) -> tuple[bytes, torch.Tensor]:
     """A grid of images in [0, 1] as PNG bytes, and the grid tensor (3, H, W) for TensorBoard."""
     grid = make_grid(images.clamp(0, 1), nrow=columns, padding=2, pad_value=1.0)
-    pixels = (grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    pixels = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
     return buffer.getvalue(), grid

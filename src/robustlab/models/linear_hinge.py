@@ -39,7 +39,9 @@ def robust_margin(scores: torch.Tensor, y: torch.Tensor, w: torch.Tensor, epsilo
     return y.to(scores.dtype) * scores - epsilon * w.abs().sum()
 
 
-def robust_hinge_loss(scores: torch.Tensor, y: torch.Tensor, w: torch.Tensor, epsilon: float, reduction: str = "mean") -> torch.Tensor:
+def robust_hinge_loss(
+    scores: torch.Tensor, y: torch.Tensor, w: torch.Tensor, epsilon: float, reduction: str = "mean"
+) -> torch.Tensor:
     per_sample = hinge(robust_margin(scores, y, w, epsilon))
     return per_sample.sum() if reduction == "sum" else per_sample.mean()
 
@@ -52,12 +54,25 @@ def binary_correct(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class LinearHinge(ImageClassifier):
     """One weight vector ``w`` and a bias ``b``; ``forward`` returns the scores f(x), shape (N,)."""
 
-    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), epsilon: float = 0.0, lr: float | None = None,
-                 reduction: str | None = None):
-        require(isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon >= 0,
-                f"model.epsilon must be a number >= 0 (0: regular hinge, > 0: robust hinge), got {epsilon}")
-        require(lr is None or (isinstance(lr, (int, float)) and lr > 0), f"model.lr must be > 0 or null (the blog's), got {lr}")
-        require(reduction is None or reduction in REDUCTIONS, f"model.reduction must be mean, sum or null (the blog's), got {reduction}")
+    def __init__(
+        self,
+        input_shape: tuple[int, ...] = (1, 28, 28),
+        epsilon: float = 0.0,
+        lr: float | None = None,
+        reduction: str | None = None,
+    ):
+        require(
+            isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon >= 0,
+            f"model.epsilon must be a number >= 0 (0: regular hinge, > 0: robust hinge), got {epsilon}",
+        )
+        require(
+            lr is None or (isinstance(lr, (int, float)) and lr > 0),
+            f"model.lr must be > 0 or null (the blog's), got {lr}",
+        )
+        require(
+            reduction is None or reduction in REDUCTIONS,
+            f"model.reduction must be mean, sum or null (the blog's), got {reduction}",
+        )
         default_lr, default_reduction = blog_defaults(epsilon)
         super().__init__(input_shape, num_classes=2, lr=float(default_lr if lr is None else lr))
         self.save_hyperparameters()
@@ -74,7 +89,9 @@ class LinearHinge(ImageClassifier):
     def loss(self, scores: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
         if stage == "train":
             return robust_hinge_loss(scores, y, self.w, self.epsilon, self.reduction)
-        return hinge(y.to(scores.dtype) * scores).mean()  # the blog's test loss: Keras Hinge, a mean without the eps term
+        return hinge(
+            y.to(scores.dtype) * scores
+        ).mean()  # the blog's test loss: Keras Hinge, a mean without the eps term
 
     def correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return binary_correct(scores, y)

@@ -23,7 +23,10 @@ class MinibatchDiscrimination(nn.Module):
 
     def __init__(self, in_features: int, kernels: int = 32, kernel_dim: int = 8):
         super().__init__()
-        require(kernels >= 1 and kernel_dim >= 1, f"model.mbd_kernels and model.mbd_kernel_dim must be >= 1, got {kernels} and {kernel_dim}")
+        require(
+            kernels >= 1 and kernel_dim >= 1,
+            f"model.mbd_kernels and model.mbd_kernel_dim must be >= 1, got {kernels} and {kernel_dim}",
+        )
         self.kernels, self.kernel_dim = kernels, kernel_dim
         # Small weights: with the usual N(0, 0.02) and thousands of features, the L1 distances start
         # so large that every exp(-d) is 0 and the layer passes no gradient at all.

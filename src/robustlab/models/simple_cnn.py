@@ -27,9 +27,15 @@ class SimpleCNN(ImageClassifier):
         super().__init__(input_shape, num_classes, lr)
         self.save_hyperparameters()
         c, h, w = self.input_shape
-        require(len(channels) == 2 and min(channels) >= 1, f"model.channels must be two positive widths, got {list(channels)}")
+        require(
+            len(channels) == 2 and min(channels) >= 1,
+            f"model.channels must be two positive widths, got {list(channels)}",
+        )
         side_h, side_w = (h - 2 * (kernel_size - 1)) // pool, (w - 2 * (kernel_size - 1)) // pool
-        require(side_h >= 1 and side_w >= 1, f"model.kernel_size={kernel_size} with pool={pool} leaves nothing of a {h}x{w} image")
+        require(
+            side_h >= 1 and side_w >= 1,
+            f"model.kernel_size={kernel_size} with pool={pool} leaves nothing of a {h}x{w} image",
+        )
         self.net = nn.Sequential(
             nn.Conv2d(c, channels[0], kernel_size),
             nn.ReLU(),

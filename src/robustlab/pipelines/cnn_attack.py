@@ -37,17 +37,25 @@ class CNNAttack:
         a = cfg.attack
         self.grid = linspace_grid(grid_spec(a.epsilons))
         require(isinstance(a.clip, bool), f"attack.clip must be true or false, got {a.clip}")
-        require(isinstance(a.batch_size, int) and a.batch_size >= 1, f"attack.batch_size must be an integer >= 1, got {a.batch_size}")
+        require(
+            isinstance(a.batch_size, int) and a.batch_size >= 1,
+            f"attack.batch_size must be an integer >= 1, got {a.batch_size}",
+        )
         require(isinstance(a.channels_last, bool), f"attack.channels_last must be true or false, got {a.channels_last}")
         check_options(compile=a.compile, autocast=a.autocast, prefix="attack")
         self.attacks = {}
         if a.fgsm:
             self.attacks["fgsm"] = Attack("fgsm", clip=a.clip)
         if a.pgd is not None:
-            self.attacks["pgd"] = Attack("pgd", clip=a.clip, steps=a.pgd.steps, step_size=a.pgd.step_size, random_start=a.pgd.random_start)
+            self.attacks["pgd"] = Attack(
+                "pgd", clip=a.clip, steps=a.pgd.steps, step_size=a.pgd.step_size, random_start=a.pgd.random_start
+            )
         require(len(self.attacks) > 0, "no attack selected; set attack.fgsm=true or give attack.pgd")
         checkpoints = cfg.checkpoints
-        require(OmegaConf.is_dict(checkpoints) and len(checkpoints) > 0, "checkpoints must map model names to .ckpt files, e.g. checkpoints.M=path/to/M.ckpt")
+        require(
+            OmegaConf.is_dict(checkpoints) and len(checkpoints) > 0,
+            "checkpoints must map model names to .ckpt files, e.g. checkpoints.M=path/to/M.ckpt",
+        )
         self.checkpoints = {str(name): str(path) for name, path in checkpoints.items()}
         # Loading first: a missing or corrupt checkpoint fails in one line before any data is read.
         cls = get_class(cfg.model._target_)
@@ -55,11 +63,15 @@ class CNNAttack:
         self.models = {name: load_classifier(cls, path).to(device) for name, path in self.checkpoints.items()}
         self.data: VisionDataModule = build(cfg.data)
         for name, model in self.models.items():
-            require(tuple(model.input_shape) == self.data.input_shape,
-                    f"checkpoint {self.checkpoints[name]} expects inputs {tuple(model.input_shape)}, data {cfg.data.name} has {self.data.input_shape}")
+            require(
+                tuple(model.input_shape) == self.data.input_shape,
+                f"checkpoint {self.checkpoints[name]} expects inputs {tuple(model.input_shape)}, data {cfg.data.name} has {self.data.input_shape}",
+            )
         # The fast path wraps copies; the attacks' gradients flow through it (autocast only for the forward pass).
         self.plain = dict(self.models)  # the weights the cache key hashes (a FastForward copy holds the same)
-        self.models = {name: fast_forward(model, a.channels_last, a.compile, a.autocast) for name, model in self.models.items()}
+        self.models = {
+            name: fast_forward(model, a.channels_last, a.compile, a.autocast) for name, model in self.models.items()
+        }
         self.cache, self.sources = result_cache(cfg, "attack"), {}
 
     def run(self) -> dict:
@@ -68,21 +80,33 @@ class CNNAttack:
         points = sample_points(self.data.test, cfg.attack.test_points, cfg.seed)
         columns, per_model = {"eps": self.grid}, {}
         for name, model in self.models.items():
-            per_model[name] = {"checkpoint": self.checkpoints[name],
-                               "test_accuracy": clean_accuracy(model, points.images, points.labels, cfg.attack.batch_size)}
+            per_model[name] = {
+                "checkpoint": self.checkpoints[name],
+                "test_accuracy": clean_accuracy(model, points.images, points.labels, cfg.attack.batch_size),
+            }
             for attack_name, attack in self.attacks.items():
                 with timed(self.timings, f"{name}_{attack_name}"):
                     accuracy = self.curve(name, attack, points)
                 columns[f"{name}_{attack_name}"] = accuracy
-                per_model[name][attack_name] = crossing(self.grid, accuracy) | {"accuracy_at_max_eps": float(accuracy[-1])}
+                per_model[name][attack_name] = crossing(self.grid, accuracy) | {
+                    "accuracy_at_max_eps": float(accuracy[-1])
+                }
         results.write_table(self.run_dir / layout.ATTACK_CURVE, columns)
         metrics = {
-            "experiment": EXPERIMENT, "profile": cfg.profile.name, "seed": cfg.seed,
-            "data": {"name": cfg.data.name, "root": str(Path(cfg.data.root).resolve()), "test_points": len(points), "test_images": len(self.data.test)},
+            "experiment": EXPERIMENT,
+            "profile": cfg.profile.name,
+            "seed": cfg.seed,
+            "data": {
+                "name": cfg.data.name,
+                "root": str(Path(cfg.data.root).resolve()),
+                "test_points": len(points),
+                "test_images": len(self.data.test),
+            },
             "attack": {name: attack.label for name, attack in self.attacks.items()}
             | {"grid": {"start": float(self.grid[0]), "stop": float(self.grid[-1]), "num": len(self.grid)}},
             "models": per_model,
-            "timings_s": self.timings, "attack_source": self.sources,  # strings: which curve came from the cache
+            "timings_s": self.timings,
+            "attack_source": self.sources,  # strings: which curve came from the cache
             "runtime": runtime_info(next(iter(self.plain.values()))),
             "wall_time_s": round(time.perf_counter() - started, 1),
             "config": OmegaConf.to_container(cfg, resolve=True),
@@ -107,15 +131,19 @@ class CNNAttack:
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
         grid = metrics["attack"]["grid"]
-        lines = [f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['name']}, "
-                 f"{metrics['data']['test_points']} test points | eps {grid['start']:g}..{grid['stop']:g} ({grid['num']} values)"]
+        lines = [
+            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['name']}, "
+            f"{metrics['data']['test_points']} test points | eps {grid['start']:g}..{grid['stop']:g} ({grid['num']} values)"
+        ]
         for name, m in metrics["models"].items():
             attacks = [k for k in m if isinstance(m[k], dict)]
-            at50 = ", ".join(f"{k} acc < 50% from eps {_eps(m[k]['first_grid_eps'])}, acc at eps {grid['stop']:g}: {m[k]['accuracy_at_max_eps']:.4f}" for k in attacks)
+            at50 = ", ".join(
+                f"{k} acc < 50% from eps {_eps(m[k]['first_grid_eps'])}, acc at eps {grid['stop']:g}: {m[k]['accuracy_at_max_eps']:.4f}"
+                for k in attacks
+            )
             lines.append(f"   {name}: clean test accuracy {m['test_accuracy']:.4f}; {at50}")
         return lines
 
 
 def _eps(value) -> str:
     return "never on the grid" if value is None else f"{value:g}"
-

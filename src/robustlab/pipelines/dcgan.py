@@ -66,12 +66,18 @@ class DCGANRun:
         self.cfg, self.run_dir, self.timings = cfg, Path(run_dir), {}
         self.data: VisionDataModule = build(cfg.data)
         self.model = build(cfg.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes)
-        require(isinstance(self.model, DCGAN), f"experiment {EXPERIMENT} needs model=dcgan, got {type(self.model).__name__}")
+        require(
+            isinstance(self.model, DCGAN), f"experiment {EXPERIMENT} needs model=dcgan, got {type(self.model).__name__}"
+        )
         i, q = cfg.interpolation, cfg.quality
-        require(isinstance(i.pairs, int) and i.pairs >= 1 and isinstance(i.steps, int) and i.steps >= 2,
-                f"interpolation.pairs must be >= 1 and interpolation.steps >= 2, got {i.pairs} and {i.steps}")
-        require(isinstance(q.samples, int) and q.samples >= 2 and isinstance(q.batch_size, int) and q.batch_size >= 1,
-                f"quality.samples must be an integer >= 2 and quality.batch_size >= 1, got {q.samples} and {q.batch_size}")
+        require(
+            isinstance(i.pairs, int) and i.pairs >= 1 and isinstance(i.steps, int) and i.steps >= 2,
+            f"interpolation.pairs must be >= 1 and interpolation.steps >= 2, got {i.pairs} and {i.steps}",
+        )
+        require(
+            isinstance(q.samples, int) and q.samples >= 2 and isinstance(q.batch_size, int) and q.batch_size >= 1,
+            f"quality.samples must be an integer >= 2 and quality.batch_size >= 1, got {q.samples} and {q.batch_size}",
+        )
         # Loaded now: a missing or wrong classifier stops the run before any training.
         self.judge = None if q.classifier is None else load_judge(q.classifier, self.data.input_shape)
         if self.judge is not None:
@@ -87,8 +93,9 @@ class DCGANRun:
         labeled = self.labeled_subset() if self.hp.semi_supervised else None
         metrics = self.metrics()
         resume = resume_from_config(self.cfg)
-        metrics["training"] = train_gan(self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, resume,
-                                        self.cfg.get("logger"))
+        metrics["training"] = train_gan(
+            self.model, self.data, self.cfg.trainer, self.run_dir, self.timings, resume, self.cfg.get("logger")
+        )
         with timed(self.timings, "interpolation"):
             self.save_interpolation()
         if self.judge is not None:
@@ -105,8 +112,11 @@ class DCGANRun:
         """``labels_per_class`` labelled training images per class for the semi-supervised D (seeded)."""
         train, k, n = self.data.train, self.data.num_classes, self.hp.labels_per_class
         counts = np.bincount(train.labels.numpy(), minlength=k)
-        require(n <= counts.min(), f"model.labels_per_class={n} is larger than the smallest class of the {len(train)} training images "
-                f"(class {int(counts.argmin())} has {int(counts.min())}); lower it or use more training images")
+        require(
+            n <= counts.min(),
+            f"model.labels_per_class={n} is larger than the smallest class of the {len(train)} training images "
+            f"(class {int(counts.argmin())} has {int(counts.min())}); lower it or use more training images",
+        )
         chosen, _ = balanced_subset(train.index.numpy(), train.labels.numpy(), k, n, "error", seed=self.cfg.seed)
         labeled = VisionDataModule.restrict(train, torch.as_tensor(chosen))
         self.model.set_labeled(labeled.images, labeled.labels)
@@ -116,7 +126,9 @@ class DCGANRun:
         i = self.cfg.interpolation
         images, classes = interpolate(self.model, i.pairs, i.steps, self.cfg.seed + 1)
         extra = {} if classes is None else {"classes": classes.numpy()}
-        results.write_arrays(self.run_dir / f"{INTERPOLATION}.npz", images=images.numpy(), alpha=np.linspace(0.0, 1.0, i.steps), **extra)
+        results.write_arrays(
+            self.run_dir / f"{INTERPOLATION}.npz", images=images.numpy(), alpha=np.linspace(0.0, 1.0, i.steps), **extra
+        )
         save_grid(self.run_dir / f"{INTERPOLATION}.png", images.flatten(0, 1), i.steps, atomic_write_bytes)
 
     def quality(self) -> dict:
@@ -127,11 +139,20 @@ class DCGANRun:
         generated = generate(self.model, n, self.cfg.seed + 2, intended)
         real = sample_points(self.data.test, n, self.cfg.seed).images
         other = sample_points(self.data.train, n, self.cfg.seed).images  # train and test images never overlap
-        report = quality_report(self.judge, generated, real, k, other_real=other, intended=intended, batch_size=q.batch_size)
+        report = quality_report(
+            self.judge, generated, real, k, other_real=other, intended=intended, batch_size=q.batch_size
+        )
         report["classifier"] = str(Path(q.classifier).resolve())
-        results.write_table(self.run_dir / HISTOGRAM, {"class": np.arange(k), "generated": report["generated_classes"], "real_test": report["real_classes"]})
-        log.info("Fréchet distance in SimpleCNN features (not FID): %.3f (real vs real: %.3f); classes of generated images: %s",
-                 report["frechet_distance"], report["frechet_distance_real_vs_real"], report["generated_classes"])
+        results.write_table(
+            self.run_dir / HISTOGRAM,
+            {"class": np.arange(k), "generated": report["generated_classes"], "real_test": report["real_classes"]},
+        )
+        log.info(
+            "Fréchet distance in SimpleCNN features (not FID): %.3f (real vs real: %.3f); classes of generated images: %s",
+            report["frechet_distance"],
+            report["frechet_distance_real_vs_real"],
+            report["generated_classes"],
+        )
         return report
 
     def semi_supervised(self, labeled: Split) -> dict:
@@ -142,15 +163,30 @@ class DCGANRun:
         discriminator = self.model.discriminator.eval()
         device = self.model.device  # the callable gets CPU batches; D may sit on the GPU
         gan_accuracy = accuracy(lambda x: discriminator(x.to(device))[:, :-1].cpu(), self.data.test, batch)
-        baseline = DiscriminatorClassifier(self.data.input_shape, self.data.num_classes, hp.d_width, hp.minibatch_discrimination,
-                                           hp.mbd_kernels, hp.mbd_kernel_dim, hp.lr, tuple(hp.betas))
+        baseline = DiscriminatorClassifier(
+            self.data.input_shape,
+            self.data.num_classes,
+            hp.d_width,
+            hp.minibatch_discrimination,
+            hp.mbd_kernels,
+            hp.mbd_kernel_dim,
+            hp.lr,
+            tuple(hp.betas),
+        )
         epochs = max(1, math.ceil(self.model.iteration / math.ceil(len(labeled) / batch)))
         with timed(self.timings, "train_D_labels_only"):
-            fit_classifier(baseline, self.data.with_train_index(labeled.index), with_epochs(self.cfg.trainer, epochs),
-                           self.run_dir, "D_labels_only", resume=resume_from_config(self.cfg),
-                           logger_cfg=self.cfg.get("logger"))
+            fit_classifier(
+                baseline,
+                self.data.with_train_index(labeled.index),
+                with_epochs(self.cfg.trainer, epochs),
+                self.run_dir,
+                "D_labels_only",
+                resume=resume_from_config(self.cfg),
+                logger_cfg=self.cfg.get("logger"),
+            )
         return {
-            "labels_per_class": hp.labels_per_class, "labelled_images": len(labeled),
+            "labels_per_class": hp.labels_per_class,
+            "labelled_images": len(labeled),
             "gan_discriminator_test_accuracy": gan_accuracy,
             "labels_only_test_accuracy": accuracy(baseline, self.data.test, batch),
             "labels_only_epochs": epochs,
@@ -159,9 +195,17 @@ class DCGANRun:
     def metrics(self) -> dict:
         cfg = self.cfg
         return {
-            "experiment": EXPERIMENT, "profile": cfg.profile.name, "seed": cfg.seed,
-            "data": {"name": cfg.data.name, "root": str(Path(cfg.data.root).resolve()), "train_images": len(self.data.train), "test_images": len(self.data.test)},
-            "model": {k: v for k, v in self.hp.items() if k != "input_shape"} | {"input_shape": list(self.data.input_shape)},
+            "experiment": EXPERIMENT,
+            "profile": cfg.profile.name,
+            "seed": cfg.seed,
+            "data": {
+                "name": cfg.data.name,
+                "root": str(Path(cfg.data.root).resolve()),
+                "train_images": len(self.data.train),
+                "test_images": len(self.data.test),
+            },
+            "model": {k: v for k, v in self.hp.items() if k != "input_shape"}
+            | {"input_shape": list(self.data.input_shape)},
             "options": [name for name in OPTIONS if self.hp[name]],
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
@@ -179,13 +223,21 @@ class DCGANRun:
         ]
         q = metrics.get("quality")
         if q:
-            lines.append(f"   Fréchet distance in SimpleCNN features (NOT the Inception FID), {q['generated_images']} images: "
-                         f"{q['frechet_distance']:.3f} generated vs real test; {q['frechet_distance_real_vs_real']:.3f} real train vs real test")
-            intended = f"; made for that class: {q['classified_as_intended']:.3f}" if "classified_as_intended" in q else ""
-            lines.append(f"   classes the CNN sees in generated images: {q['generated_classes']} ({q['classes_covered']} classes over 1%, "
-                         f"normalised entropy {q['class_entropy']:.3f}){intended}")
+            lines.append(
+                f"   Fréchet distance in SimpleCNN features (NOT the Inception FID), {q['generated_images']} images: "
+                f"{q['frechet_distance']:.3f} generated vs real test; {q['frechet_distance_real_vs_real']:.3f} real train vs real test"
+            )
+            intended = (
+                f"; made for that class: {q['classified_as_intended']:.3f}" if "classified_as_intended" in q else ""
+            )
+            lines.append(
+                f"   classes the CNN sees in generated images: {q['generated_classes']} ({q['classes_covered']} classes over 1%, "
+                f"normalised entropy {q['class_entropy']:.3f}){intended}"
+            )
         s = metrics.get("semi_supervised")
         if s:
-            lines.append(f"   semi-supervised D, {s['labelled_images']} labels: test accuracy {s['gan_discriminator_test_accuracy']:.4f} "
-                         f"vs {s['labels_only_test_accuracy']:.4f} for the same architecture trained on those labels alone")
+            lines.append(
+                f"   semi-supervised D, {s['labelled_images']} labels: test accuracy {s['gan_discriminator_test_accuracy']:.4f} "
+                f"vs {s['labels_only_test_accuracy']:.4f} for the same architecture trained on those labels alone"
+            )
         return lines

@@ -46,9 +46,13 @@ def runtime_info(model: torch.nn.Module | None = None) -> dict[str, str]:
     else:
         name = platform.processor() or platform.machine() or "cpu"
     return {
-        "device": str(device), "device_name": name, "torch": torch.__version__,
-        "cuda": str(torch.version.cuda or "none"), "cuda_available": str(torch.cuda.is_available()).lower(),
-        "lightning": pl.__version__, "python": platform.python_version(),
+        "device": str(device),
+        "device_name": name,
+        "torch": torch.__version__,
+        "cuda": str(torch.version.cuda or "none"),
+        "cuda_available": str(torch.cuda.is_available()).lower(),
+        "lightning": pl.__version__,
+        "python": platform.python_version(),
     }
 
 
@@ -120,17 +124,28 @@ def rpr_trainer(trainer_cfg: DictConfig, run_dir: Path) -> pl.Trainer | None:
     processes; None when this one process measures everything."""
     if trainer_cfg.get("strategy") in (None, "auto"):
         return None
-    trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir), logger=False,
-                                enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+    trainer: pl.Trainer = build(
+        trainer_cfg,
+        default_root_dir=str(run_dir),
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     if trainer.world_size == 1:
         return None
     strategy = trainer.strategy
-    relaunches = isinstance(strategy.launcher, _SubprocessScriptLauncher) and not strategy.cluster_environment.creates_processes_externally
+    relaunches = (
+        isinstance(strategy.launcher, _SubprocessScriptLauncher)
+        and not strategy.cluster_environment.creates_processes_externally
+    )
     # Lightning's ddp starts the extra processes by re-running this command line; in a Hydra multirun
     # that line is the whole sweep, so each extra process would start the sweep again.
-    require(not (relaunches and in_hydra_multirun()),
-            "trainer=ddp / ddp_cpu cannot run inside a local Hydra multirun (-m): run each configuration as a single "
-            "run, or sweep with trainer=cpu / gpu (and rpr.shard to split the points over jobs)")
+    require(
+        not (relaunches and in_hydra_multirun()),
+        "trainer=ddp / ddp_cpu cannot run inside a local Hydra multirun (-m): run each configuration as a single "
+        "run, or sweep with trainer=cpu / gpu (and rpr.shard to split the points over jobs)",
+    )
     return trainer
 
 
@@ -155,4 +170,3 @@ def measure_in_processes(trainer: pl.Trainer, model: torch.nn.Module, measure_sh
     loader = DataLoader(list(range(trainer.world_size)), batch_size=1)
     (shares,) = trainer.predict(_Shares(model, measure_share), dataloaders=loader)
     return shares
-

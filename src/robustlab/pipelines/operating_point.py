@@ -32,7 +32,10 @@ def curve_settings(curve) -> list[dict]:
     """The perturbation config of each strength of one curve (``param`` may name several fields set alike)."""
     params = curve["param"] if isinstance(curve["param"], list) else [curve["param"]]
     strengths = list(curve["strengths"])
-    require(strengths == sorted(set(strengths)), f"operating_point curve '{curve['name']}': strengths must increase, got {strengths}")
+    require(
+        strengths == sorted(set(strengths)),
+        f"operating_point curve '{curve['name']}': strengths must increase, got {strengths}",
+    )
     fixed = dict(curve.get("params") or {})
     return [{"name": curve["scheme"], **fixed, **{p: s for p in params}} for s in strengths]
 
@@ -50,8 +53,10 @@ class OperatingPoint(RPRRetrain):
             for s in settings[c["name"]]:
                 build({"_target_": "robustlab.robustness.make_perturbation", **s}).check_images(self.data.input_shape)
         model = self.model_m()
-        points = {"test": sample_points(self.data.test, cfg.rpr.test_points, cfg.seed),
-                  "train": sample_points(self.data.train, cfg.rpr.train_points, cfg.seed)}
+        points = {
+            "test": sample_points(self.data.test, cfg.rpr.test_points, cfg.seed),
+            "train": sample_points(self.data.train, cfg.rpr.train_points, cfg.seed),
+        }
         rows = []
         for c in curves:
             splits = ["test", "train"] if c.get("train") else ["test"]
@@ -71,21 +76,49 @@ class OperatingPoint(RPRRetrain):
 
     def point(self, model, perturbation, curve: dict, strength, split: str, split_points) -> dict:
         r, name = self.cfg.rpr, f"{curve['name']}_{strength:g}_{split}"
-        result = measure_rpr(model, split_points.images, split_points.labels, perturbation, r.max_steps, seed=self.cfg.seed,
-                             indices=split_points.index, batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block,
-                             channels_last=r.channels_last, compile=r.compile, autocast=r.autocast, progress=False, desc=name)
+        result = measure_rpr(
+            model,
+            split_points.images,
+            split_points.labels,
+            perturbation,
+            r.max_steps,
+            seed=self.cfg.seed,
+            indices=split_points.index,
+            batch_size=r.batch_size,
+            min_block=r.min_block,
+            max_block=r.max_block,
+            channels_last=r.channels_last,
+            compile=r.compile,
+            autocast=r.autocast,
+            progress=False,
+            desc=name,
+        )
         results.save_rpr(self.run_dir / "rpr_op" / f"{name}.csv", result)
         robust = int(result.robust.sum())
         exact = clopper_pearson(robust, len(result.robust))
         log.info("%s: robust ratio %.4f (%d of %d)", name, exact.mean, robust, exact.n)
         param = curve["param"] if isinstance(curve["param"], str) else "+".join(curve["param"])
-        return {"curve": curve["name"], "scheme": curve["scheme"], "param": param, "strength": float(strength), "split": split,
-                "points": exact.n, "robust": robust, "robust_ratio": exact.mean, "cp_low": exact.low, "cp_high": exact.high,
-                "clean_accuracy": float(result.correct.mean()), "max_steps": int(r.max_steps), "seed": int(self.cfg.seed)}
+        return {
+            "curve": curve["name"],
+            "scheme": curve["scheme"],
+            "param": param,
+            "strength": float(strength),
+            "split": split,
+            "points": exact.n,
+            "robust": robust,
+            "robust_ratio": exact.mean,
+            "cp_low": exact.low,
+            "cp_high": exact.high,
+            "clean_accuracy": float(result.correct.mean()),
+            "max_steps": int(r.max_steps),
+            "seed": int(self.cfg.seed),
+        }
 
     claims = None  # no claims table: the calibration curves are the result
 
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
-        return [f"== operating_point | profile={metrics['profile']} seed={metrics['seed']} | MAX_STEPS={metrics['max_steps']} | "
-                f"curves: {', '.join(metrics['curves'])} | M test accuracy {metrics['M']['test_accuracy']:.4f}"]
+        return [
+            f"== operating_point | profile={metrics['profile']} seed={metrics['seed']} | MAX_STEPS={metrics['max_steps']} | "
+            f"curves: {', '.join(metrics['curves'])} | M test accuracy {metrics['M']['test_accuracy']:.4f}"
+        ]

@@ -50,12 +50,18 @@ MODELS = {"M": "M", "M_R": "M_R", "M_R_G": "M_R+G"}  # metrics key -> name in th
 
 def table_columns(metrics: dict) -> dict[str, list]:
     """M, M_R and M_R+G side by side, from a run's metrics."""
-    sizes = {"M": metrics["data"]["train_images"], "M_R": metrics["subset"]["subset_size"],
-             "M_R_G": metrics["subset"]["subset_size"] + metrics["gan"]["kept"]}
+    sizes = {
+        "M": metrics["data"]["train_images"],
+        "M_R": metrics["subset"]["subset_size"],
+        "M_R_G": metrics["subset"]["subset_size"] + metrics["gan"]["kept"],
+    }
     rows = [(MODELS[k], sizes[k], metrics[k]["test_accuracy"], metrics[k]["test"]) for k in MODELS]
     return {
-        "model": [r[0] for r in rows], "train_images": [r[1] for r in rows], "test_accuracy": [r[2] for r in rows],
-        "robust_ratio": [r[3]["robust_ratio"] for r in rows], "robust_ratio_of_correct": [r[3]["robust_ratio_of_correct"] for r in rows],
+        "model": [r[0] for r in rows],
+        "train_images": [r[1] for r in rows],
+        "test_accuracy": [r[2] for r in rows],
+        "robust_ratio": [r[3]["robust_ratio"] for r in rows],
+        "robust_ratio_of_correct": [r[3]["robust_ratio_of_correct"] for r in rows],
         "test_points": [r[3]["points"] for r in rows],
     }
 
@@ -73,8 +79,10 @@ class RPRGanAugment(RPRRetrain):
         # experiment=rpr_mnist, so the M / M_R columns of both experiments agree.
         with torch.random.fork_rng():
             self.gan = build(g.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes)
-        require(isinstance(self.gan, DCGAN) and self.gan.hparams.conditional,
-                "gan.model must be a class-conditional DCGAN (gan.model.conditional=true): each generated image needs the class it was made for")
+        require(
+            isinstance(self.gan, DCGAN) and self.gan.hparams.conditional,
+            "gan.model must be a class-conditional DCGAN (gan.model.conditional=true): each generated image needs the class it was made for",
+        )
         self.trained_on: dict[str, VisionDataModule] = {}
 
     def train(self, data: VisionDataModule, name: str):
@@ -97,7 +105,10 @@ class RPRGanAugment(RPRRetrain):
         kept, out["gan"] = self.robust_generated(model, robust)
         model_g = self.train(self.augmented(robust, kept), "M_R_G")
         rpr = self.measure_points(model_g, test_points, "M_R_G_test")
-        out["M_R_G"] = {"test_accuracy": accuracy(model_g, self.data.test), "test": summarise(rpr, self.data.num_classes)}
+        out["M_R_G"] = {
+            "test_accuracy": accuracy(model_g, self.data.test),
+            "test": summarise(rpr, self.data.num_classes),
+        }
         return out
 
     def robust_generated(self, model_m, robust: VisionDataModule) -> tuple[Split, dict]:
@@ -106,8 +117,9 @@ class RPRGanAugment(RPRRetrain):
         gan_data = robust.with_train_index(robust.train.index)
         gan_data.batch_size = g.batch_size
         trainer = with_epochs(self.cfg.trainer, g.epochs)
-        training = train_gan(self.gan, gan_data, trainer, self.run_dir, self.timings, self.resume,
-                             self.cfg.get("logger"))
+        training = train_gan(
+            self.gan, gan_data, trainer, self.run_dir, self.timings, self.resume, self.cfg.get("logger")
+        )
         intended = torch.arange(k).repeat_interleave(g.samples_per_class)
         images = generate(self.gan, len(intended), seed + 3, intended)
         generated = Split(images, intended, GENERATED_INDEX + torch.arange(len(intended)))
@@ -119,13 +131,21 @@ class RPRGanAugment(RPRRetrain):
             log.warning("no generated image is robust under M: M_R+G is trained on the robust subset alone")
         report = {
             "training": training,
-            "samples_per_class": g.samples_per_class, "generated": len(generated),
+            "samples_per_class": g.samples_per_class,
+            "generated": len(generated),
             "classified_as_intended": float(rpr.correct.mean()),
-            "kept": len(kept), "kept_fraction": len(kept) / len(generated),
+            "kept": len(kept),
+            "kept_fraction": len(kept) / len(generated),
             "kept_per_class": np.bincount(kept.labels.numpy(), minlength=k).tolist(),
             # Quality in M's own feature space (M is a SimpleCNN of this data): generated vs test images.
-            "quality": quality_report(model_m, images, sample_points(self.data.test, len(images), seed).images, k,
-                                      other_real=robust.train.images, intended=intended),
+            "quality": quality_report(
+                model_m,
+                images,
+                sample_points(self.data.test, len(images), seed).images,
+                k,
+                other_real=robust.train.images,
+                intended=intended,
+            ),
         }
         log.info("kept %d of %d generated images (robust under M, classified as intended)", len(kept), len(generated))
         return kept, report
@@ -135,7 +155,9 @@ class RPRGanAugment(RPRRetrain):
         """The robust subset's data module with the kept generated images added to its training split."""
         data = robust.with_train_index(robust.train.index)
         t = data.train
-        data.train = Split(torch.cat([t.images, kept.images]), torch.cat([t.labels, kept.labels]), torch.cat([t.index, kept.index]))
+        data.train = Split(
+            torch.cat([t.images, kept.images]), torch.cat([t.labels, kept.labels]), torch.cat([t.index, kept.index])
+        )
         return data
 
     def save_examples_generated(self, generated: Split, rpr: RPRResult, count: int = 10) -> None:
@@ -145,9 +167,12 @@ class RPRGanAugment(RPRRetrain):
         kept, rejected = pick(rpr.robust), pick(~rpr.robust)
         results.write_arrays(
             self.run_dir / EXAMPLES,
-            kept_images=generated.images[torch.as_tensor(kept, dtype=torch.int64)].numpy(), kept_labels=rpr.label[kept],
-            rejected_images=generated.images[torch.as_tensor(rejected, dtype=torch.int64)].numpy(), rejected_labels=rpr.label[rejected],
-            rejected_pred=rpr.clean_pred[rejected], rejected_step=rpr.first_failure[rejected],
+            kept_images=generated.images[torch.as_tensor(kept, dtype=torch.int64)].numpy(),
+            kept_labels=rpr.label[kept],
+            rejected_images=generated.images[torch.as_tensor(rejected, dtype=torch.int64)].numpy(),
+            rejected_labels=rpr.label[rejected],
+            rejected_pred=rpr.clean_pred[rejected],
+            rejected_step=rpr.first_failure[rejected],
         )
 
     @staticmethod
@@ -161,11 +186,15 @@ class RPRGanAugment(RPRRetrain):
         """After the claims: how M_R was trained, then G and M_R+G."""
         lines = RPRRetrain.summary_lines(metrics | {"experiment": "rpr_retrain"})
         g = metrics["gan"]
-        lines.append(f"   G: conditional DCGAN, {g['training']['steps']} steps on the {g['training']['images']} robust images; kept "
-                     f"{g['kept']} of {g['generated']} generated images ({g['classified_as_intended']:.1%} classified as intended), "
-                     f"per class {g['kept_per_class']}")
+        lines.append(
+            f"   G: conditional DCGAN, {g['training']['steps']} steps on the {g['training']['images']} robust images; kept "
+            f"{g['kept']} of {g['generated']} generated images ({g['classified_as_intended']:.1%} classified as intended), "
+            f"per class {g['kept_per_class']}"
+        )
         t = table_columns(metrics)
         for i, name in enumerate(t["model"]):
-            lines.append(f"   {name:<6} {t['train_images'][i]:>6} train images: test accuracy {t['test_accuracy'][i]:.4f}, "
-                         f"robust ratio {t['robust_ratio'][i]:.4f} ({t['robust_ratio_of_correct'][i]:.4f} of correct)")
+            lines.append(
+                f"   {name:<6} {t['train_images'][i]:>6} train images: test accuracy {t['test_accuracy'][i]:.4f}, "
+                f"robust ratio {t['robust_ratio'][i]:.4f} ({t['robust_ratio_of_correct'][i]:.4f} of correct)"
+            )
         return lines

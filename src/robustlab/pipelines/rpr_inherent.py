@@ -135,7 +135,9 @@ class RPRInherent:
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)
         schemes = {str(k): OmegaConf.to_container(v, resolve=True) for k, v in i.operating_points.items()}
         self.calibration = self.calibrate(schemes)
-        self.points = {k: build(OmegaConf.create(v)) for k, v in schemes.items()}  # bad values fail here, before training
+        self.points = {
+            k: build(OmegaConf.create(v)) for k, v in schemes.items()
+        }  # bad values fail here, before training
         self.architectures = {str(k): v for k, v in i.architectures.items()}
         self.reference = next(iter(self.architectures))
         self.data: VisionDataModule = build(cfg.data)
@@ -147,9 +149,18 @@ class RPRInherent:
         wanted, name = self.cfg.rpr.get("calibrate") or {}, self.cfg.inherent.get("calibrated_point")
         if not wanted.get("source") or not name:
             return None
-        require(name in schemes, f"inherent.calibrated_point={name} is not one of inherent.operating_points ({', '.join(schemes)})")
-        record, schemes[name] = calibrate_scheme(schemes[name], wanted.source, wanted.get("split", "test"),
-                                                 wanted.get("target"), wanted.get("curve"), self.cfg.rpr.max_steps)
+        require(
+            name in schemes,
+            f"inherent.calibrated_point={name} is not one of inherent.operating_points ({', '.join(schemes)})",
+        )
+        record, schemes[name] = calibrate_scheme(
+            schemes[name],
+            wanted.source,
+            wanted.get("split", "test"),
+            wanted.get("target"),
+            wanted.get("curve"),
+            self.cfg.rpr.max_steps,
+        )
         if record["used"] is None:
             log.warning("%s; operating point '%s' dropped", record["not_reached"], name)
             del schemes[name]

@@ -67,8 +67,14 @@ def calibrated_scheme(cfg: DictConfig) -> tuple[dict | None, DictConfig]:
     wanted = cfg.rpr.get("calibrate") or {}
     if not wanted.get("source"):
         return None, cfg.perturbation
-    record, scheme = calibrate_scheme(OmegaConf.to_container(cfg.perturbation, resolve=True), wanted.source,
-                                      wanted.get("split", "test"), wanted.get("target"), wanted.get("curve"), cfg.rpr.max_steps)
+    record, scheme = calibrate_scheme(
+        OmegaConf.to_container(cfg.perturbation, resolve=True),
+        wanted.source,
+        wanted.get("split", "test"),
+        wanted.get("target"),
+        wanted.get("curve"),
+        cfg.rpr.max_steps,
+    )
     # A curve that never crosses leaves the scheme as configured; run() then records that as the result.
     return record, OmegaConf.create(scheme)
 
@@ -87,7 +93,10 @@ class RPRRetrain:
         self.resume = resume_from_config(cfg)
         self.calibration, self.scheme = calibrated_scheme(cfg)  # the scheme measured: its config keys the RPR cache
         self.perturbation: Perturbation = build(self.scheme)
-        require(isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1, f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}")
+        require(
+            isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1,
+            f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}",
+        )
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)  # before M is trained, not after
         self.data: VisionDataModule = build(cfg.data)
 
@@ -97,14 +106,31 @@ class RPRRetrain:
         r = self.cfg.rpr
         with timed(self.timings, f"rpr_{name}"):
             result = measure_rpr(
-                model, split.images, split.labels, self.perturbation, r.max_steps, seed=self.cfg.seed, indices=split.index,
-                batch_size=r.batch_size, min_block=r.min_block, max_block=r.max_block, channels_last=r.channels_last,
-                compile=r.compile, autocast=r.autocast, progress=r.progress, desc=f"RPR {name}",
+                model,
+                split.images,
+                split.labels,
+                self.perturbation,
+                r.max_steps,
+                seed=self.cfg.seed,
+                indices=split.index,
+                batch_size=r.batch_size,
+                min_block=r.min_block,
+                max_block=r.max_block,
+                channels_last=r.channels_last,
+                compile=r.compile,
+                autocast=r.autocast,
+                progress=r.progress,
+                desc=f"RPR {name}",
             )
         if save:
             results.save_rpr(self.run_dir / layout.rpr_file(name), result)
-        log.info("RPR %s: robust ratio %.4f over all %d points (%.4f of correctly classified)", name,
-                 result.robust_ratio(), len(result.index), result.robust_ratio(over="correct"))
+        log.info(
+            "RPR %s: robust ratio %.4f over all %d points (%.4f of correctly classified)",
+            name,
+            result.robust_ratio(),
+            len(result.index),
+            result.robust_ratio(over="correct"),
+        )
         return result
 
     def new_model(self):
@@ -113,8 +139,9 @@ class RPRRetrain:
     def train(self, data: VisionDataModule, name: str):
         model = self.new_model()
         with timed(self.timings, f"train_{name}"):
-            fit_classifier(model, data, self.cfg.trainer, self.run_dir, name, resume=self.resume,
-                           logger_cfg=self.cfg.get("logger"))
+            fit_classifier(
+                model, data, self.cfg.trainer, self.run_dir, name, resume=self.resume, logger_cfg=self.cfg.get("logger")
+            )
         return model
 
     def model_m(self):
@@ -132,14 +159,20 @@ class RPRRetrain:
         if source == cached and is_rank_zero():  # keep the run directory self-contained
             results.atomic_write_bytes(self.run_dir / layout.checkpoint_file("M"), cached.read_bytes())
         model = load_classifier(get_class(self.cfg.model._target_), source).to(compute_device(self.cfg.trainer))
-        require(tuple(model.input_shape) == self.data.input_shape, f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}")
+        require(
+            tuple(model.input_shape) == self.data.input_shape,
+            f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}",
+        )
         return model
 
     def run(self) -> dict:
         cfg, started = self.cfg, time.perf_counter()
         shard = parse_shard(cfg.rpr.get("shard"))
-        require(shard is None or not cfg.rpr.retrain, f"rpr.shard={cfg.rpr.shard} measures RPR of M on a share of the test points only; "
-                "set rpr.retrain=false (retraining needs RPR of every training point)")
+        require(
+            shard is None or not cfg.rpr.retrain,
+            f"rpr.shard={cfg.rpr.shard} measures RPR of M on a share of the test points only; "
+            "set rpr.retrain=false (retraining needs RPR of every training point)",
+        )
         require_devices(cfg.trainer)
         self.processes = rpr_trainer(cfg.trainer, self.run_dir)  # None: this process measures every point
         self.data.setup()  # reads the data (or fails in one line) before any training
@@ -156,7 +189,10 @@ class RPRRetrain:
             self.save_examples(rpr_test, test_points)
             self.save_perturbed(test_points, cfg.rpr.get("perturbed_examples") or 0)
         metrics = self.metrics()
-        metrics["M"] = {"test_accuracy": accuracy(model, self.data.test), "test": summarise(rpr_test, self.data.num_classes)}
+        metrics["M"] = {
+            "test_accuracy": accuracy(model, self.data.test),
+            "test": summarise(rpr_test, self.data.num_classes),
+        }
         if shard:  # what robustlab-rpr-merge checks: which share, and that every share measured this M
             metrics.update(shard=f"{shard[0]}/{shard[1]}", M_digest=model_digest(model))
         if cfg.rpr.retrain:
@@ -217,13 +253,19 @@ class RPRRetrain:
         with torch.random.fork_rng():  # building a model draws global random numbers; M_R's must not shift
             earlier_m = load_classifier(get_class(self.cfg.model._target_), folder / layout.checkpoint_file("M"))
         same = {
-            "M": model_digest(earlier_m) == model_digest(model), "seed": other.get("seed") == self.cfg.seed,
-            "scheme": other.get("perturbation") == self.perturbation.describe(), "MAX_STEPS": logged.max_steps == self.cfg.rpr.max_steps,
-            "points": np.array_equal(logged.index, split.index.numpy()) and np.array_equal(logged.label, split.labels.numpy()),
+            "M": model_digest(earlier_m) == model_digest(model),
+            "seed": other.get("seed") == self.cfg.seed,
+            "scheme": other.get("perturbation") == self.perturbation.describe(),
+            "MAX_STEPS": logged.max_steps == self.cfg.rpr.max_steps,
+            "points": np.array_equal(logged.index, split.index.numpy())
+            and np.array_equal(logged.label, split.labels.numpy()),
         }
         differ = [what for what, ok in same.items() if not ok]
-        require(not differ, f"rpr.reuse_from={folder}: its rpr_{name}.csv was measured with another {', '.join(differ)}; "
-                "drop rpr.reuse_from to measure here")
+        require(
+            not differ,
+            f"rpr.reuse_from={folder}: its rpr_{name}.csv was measured with another {', '.join(differ)}; "
+            "drop rpr.reuse_from to measure here",
+        )
         if is_rank_zero():
             results.save_rpr(self.run_dir / layout.rpr_file(name), logged)
         log.info("RPR %s taken from %s (same M, seed, scheme, MAX_STEPS and points)", name, folder)
@@ -247,17 +289,29 @@ class RPRRetrain:
         reason = None if balance.on_shortfall == "error" else too_small(available, floor)
         if reason is not None:
             log.warning("%s; M_R and M_rand not trained", reason)
-            return out | {"retrain_skipped": reason, **self.untrained(),
-                          "subset": {"available_per_class": available.tolist(), "per_class_taken": None, "subset_size": None}}
+            return out | {
+                "retrain_skipped": reason,
+                **self.untrained(),
+                "subset": {"available_per_class": available.tolist(), "per_class_taken": None, "subset_size": None},
+            }
         chosen, subset = balanced_subset(
-            rpr_train.index[robust], rpr_train.label[robust], self.data.num_classes,
-            balance.per_class, balance.on_shortfall, seed=cfg.seed,
+            rpr_train.index[robust],
+            rpr_train.label[robust],
+            self.data.num_classes,
+            balance.per_class,
+            balance.on_shortfall,
+            seed=cfg.seed,
         )
         log.info("robust subset: %s", subset)
         model_r = self.train(self.data.with_train_index(torch.as_tensor(chosen)), "M_R")
         rpr_test_r = self.measure_points(model_r, test_points, "M_R_test")
-        out |= {"subset": subset,
-                "M_R": {"test_accuracy": accuracy(model_r, self.data.test), "test": summarise(rpr_test_r, self.data.num_classes)}}
+        out |= {
+            "subset": subset,
+            "M_R": {
+                "test_accuracy": accuracy(model_r, self.data.test),
+                "test": summarise(rpr_test_r, self.data.num_classes),
+            },
+        }
         if cfg.rpr.get("control"):  # after M_R, so M_R's numbers are those of a run without the control
             out |= self.control(chosen, test_points)
         return out
@@ -274,11 +328,15 @@ class RPRRetrain:
         order = torch.randperm(len(points), generator=torch.Generator().manual_seed(self.cfg.seed))
         parts, sources, started = [], set(), time.perf_counter()
         for start in range(0, len(points), chunk):
-            parts.append(self.measure_points(model, points.take(order[start:start + chunk].sort().values), "M_train"))
+            parts.append(self.measure_points(model, points.take(order[start : start + chunk].sort().values), "M_train"))
             sources.add(self.rpr_sources["M_train"])
             found = class_counts(np.concatenate([p.label[p.robust] for p in parts]), self.data.num_classes)
-            log.info("RPR M_train until balanced: %d of %d points measured, robust per class %s", min(start + chunk, len(points)),
-                     len(points), found.tolist())
+            log.info(
+                "RPR M_train until balanced: %d of %d points measured, robust per class %s",
+                min(start + chunk, len(points)),
+                len(points),
+                found.tolist(),
+            )
             if (found >= per_class).all():
                 break
         result = merge_results(parts)
@@ -286,8 +344,15 @@ class RPRRetrain:
             results.save_rpr(self.run_dir / layout.rpr_file("M_train"), result)
         self.timings["rpr_M_train"] = round(time.perf_counter() - started, 1)
         self.rpr_sources["M_train"] = ", ".join(sorted(sources))
-        return result, {"until_balanced": {"measured": int(len(result.index)), "of": int(len(points)), "chunk": chunk,
-                                           "chunks": len(parts), "per_class": per_class}}
+        return result, {
+            "until_balanced": {
+                "measured": int(len(result.index)),
+                "of": int(len(points)),
+                "chunk": chunk,
+                "chunks": len(parts),
+                "per_class": per_class,
+            }
+        }
 
     def untrained(self, names: tuple[str, ...] = ("M_R",)) -> dict:
         """Null numbers for models a run did not train: a claim or table then reads them as undefined in this
@@ -303,7 +368,9 @@ class RPRRetrain:
         metrics = self.metrics() | {"calibration_not_reached": reason, **self.untrained(("M", "M_R"))}
         if self.cfg.rpr.retrain:
             metrics["M_train"] = {"robust_ratio": None}
-        metrics.update(timings_s=self.timings, rpr_source=self.rpr_sources, wall_time_s=round(time.perf_counter() - started, 1))
+        metrics.update(
+            timings_s=self.timings, rpr_source=self.rpr_sources, wall_time_s=round(time.perf_counter() - started, 1)
+        )
         if is_rank_zero():
             results.write_metrics(self.run_dir, metrics)
         return metrics
@@ -312,14 +379,23 @@ class RPRRetrain:
         """M_rand: the architecture and training budget of M_R (same epochs and batch size on a subset of the same
         size, hence the same optimiser steps) on a random subset of the whole training set with M_R's class counts."""
         train = self.data.train
-        counts = class_counts(train.labels[torch.isin(train.index, torch.as_tensor(chosen))].numpy(), self.data.num_classes)
+        counts = class_counts(
+            train.labels[torch.isin(train.index, torch.as_tensor(chosen))].numpy(), self.data.num_classes
+        )
         picked = matched_random_subset(train.index.numpy(), train.labels.numpy(), counts, self.cfg.seed)
         model_rand = self.train(self.data.with_train_index(torch.as_tensor(picked)), "M_rand")
         rpr_test = self.measure_points(model_rand, test_points, "M_rand_test")
         overlap = int(np.isin(picked, chosen).sum())
-        return {"M_rand": {"test_accuracy": accuracy(model_rand, self.data.test), "test": summarise(rpr_test, self.data.num_classes),
-                           "train_images": int(len(picked)), "class_counts": counts.tolist(), "overlap_with_M_R": overlap,
-                           "budget": "same epochs, batch size and subset size as M_R (so the same optimiser steps)"}}
+        return {
+            "M_rand": {
+                "test_accuracy": accuracy(model_rand, self.data.test),
+                "test": summarise(rpr_test, self.data.num_classes),
+                "train_images": int(len(picked)),
+                "class_counts": counts.tolist(),
+                "overlap_with_M_R": overlap,
+                "budget": "same epochs, batch size and subset size as M_R (so the same optimiser steps)",
+            }
+        }
 
     def metrics(self) -> dict:
         cfg = self.cfg
@@ -327,7 +403,12 @@ class RPRRetrain:
             "experiment": "rpr_retrain",
             "profile": cfg.profile.name,
             "seed": cfg.seed,
-            "data": {"name": cfg.data.name, "root": str(Path(cfg.data.root).resolve()), "train_images": len(self.data.train), "test_images": len(self.data.test)},
+            "data": {
+                "name": cfg.data.name,
+                "root": str(Path(cfg.data.root).resolve()),
+                "train_images": len(self.data.train),
+                "test_images": len(self.data.test),
+            },
             "perturbation": self.perturbation.describe(),
             "scheme": self.perturbation.name,
             "max_steps": cfg.rpr.max_steps,
@@ -342,8 +423,10 @@ class RPRRetrain:
         """Which claims the CLI prints after a run (robustlab.cli.summary_lines, with the report's claims engine):
         the paper's, beside this run's numbers, under this header."""
         d = metrics["data"]
-        header = (f"{metrics['experiment']} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
-                  f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}")
+        header = (
+            f"{metrics['experiment']} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
+            f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}"
+        )
         return {"metrics": metrics, "header": header, "source": "paper"}
 
     @staticmethod
@@ -356,8 +439,10 @@ class RPRRetrain:
         elif metrics.get("retrain_skipped"):
             lines.append(f"   M_R not trained: {metrics['retrain_skipped']}")
         elif subset:
-            lines.append(f"   M_R trained on {subset['subset_size']} robust images ({subset['per_class_taken']} per class; "
-                         f"asked {subset['per_class_asked']}: {subset['shortfall']})")
+            lines.append(
+                f"   M_R trained on {subset['subset_size']} robust images ({subset['per_class_taken']} per class; "
+                f"asked {subset['per_class_asked']}: {subset['shortfall']})"
+            )
         return lines
 
     def save_examples(self, rpr: RPRResult, split: Split, count: int = 8) -> None:
@@ -393,5 +478,10 @@ class RPRRetrain:
         images = take.images.repeat_interleave(retries, dim=0)
         perturbed = perturb_at(self.perturbation, self.cfg.seed, images, index, steps.repeat(len(take)))
         perturbed = perturbed.view(len(take), retries, *take.images.shape[1:])
-        results.write_arrays(self.run_dir / "examples_perturbed.npz", images=take.images.numpy(),
-                             labels=take.labels.numpy(), index=take.index.numpy(), perturbed=perturbed.numpy())
+        results.write_arrays(
+            self.run_dir / "examples_perturbed.npz",
+            images=take.images.numpy(),
+            labels=take.labels.numpy(),
+            index=take.index.numpy(),
+            perturbed=perturbed.numpy(),
+        )

@@ -44,21 +44,37 @@ def collect_shards(multirun: Path) -> list[tuple[Path, dict]]:
     for job in jobs:
         metrics = read_metrics(job)
         shard = parse_shard(metrics.get("shard"))
-        require(shard is not None, f"job {job} is not a sharded run (rpr.shard was null); merge only the jobs of rpr.shard=0/n,...")
-        require(count in (None, shard[1]), f"jobs disagree on the shard count: {metrics['shard']} in {job}, n={count} elsewhere")
+        require(
+            shard is not None,
+            f"job {job} is not a sharded run (rpr.shard was null); merge only the jobs of rpr.shard=0/n,...",
+        )
+        require(
+            count in (None, shard[1]),
+            f"jobs disagree on the shard count: {metrics['shard']} in {job}, n={count} elsewhere",
+        )
         count = shard[1]
-        require(shard[0] not in found, f"shard {metrics['shard']} appears twice: {found.get(shard[0], (job,))[0]} and {job}")
+        require(
+            shard[0] not in found, f"shard {metrics['shard']} appears twice: {found.get(shard[0], (job,))[0]} and {job}"
+        )
         require((job / RPR_FILE).is_file(), f"job {job} has no {RPR_FILE}")
         found[shard[0]] = (job, metrics)
     missing = [f"{i}/{count}" for i in range(count) if i not in found]
-    require(not missing, f"shard {', '.join(missing)} missing: no finished job in {multirun} measured it (failed or not run)")
+    require(
+        not missing,
+        f"shard {', '.join(missing)} missing: no finished job in {multirun} measured it (failed or not run)",
+    )
     shards = [found[i] for i in range(count)]
     (first, base), rest = shards[0], shards[1:]
     for job, metrics in rest:
         differs = _difference(base["config"], metrics["config"])
-        require(differs is None, f"jobs {first} and {job} differ in {differs}; merge the shards of one configuration at a time")
-        require(metrics.get("M_digest") == base.get("M_digest"),
-                f"jobs {first} and {job} measured different models M; train M once and pass checkpoint=... to every shard")
+        require(
+            differs is None,
+            f"jobs {first} and {job} differ in {differs}; merge the shards of one configuration at a time",
+        )
+        require(
+            metrics.get("M_digest") == base.get("M_digest"),
+            f"jobs {first} and {job} measured different models M; train M once and pass checkpoint=... to every shard",
+        )
     return shards
 
 
@@ -70,15 +86,20 @@ def merge_multirun(multirun: str | Path, out: str | Path) -> list[Path]:
     base = shards[0][1]
     metrics = {k: v for k, v in base.items() if k not in ("timings_s", "wall_time_s")}
     num_classes = len(base["M"]["test"]["robust_per_class"])
-    metrics.update(shard=None, merged_from=[str(job) for job, _ in shards],
-                   M={**base["M"], "test": summarise(merged, num_classes)})
+    metrics.update(
+        shard=None, merged_from=[str(job) for job, _ in shards], M={**base["M"], "test": summarise(merged, num_classes)}
+    )
     metrics["config"]["rpr"]["shard"] = None
     return [results.save_rpr(out / RPR_FILE, merged), results.write_metrics(out, metrics)]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="robustlab-rpr-merge", description="Merge the RPR shards (rpr.shard=i/n) of a multirun into one result.")
-    p.add_argument("--multirun", required=True, type=Path, help="Hydra multirun folder whose jobs ran rpr.shard=0/n,...,n-1/n")
+    p = argparse.ArgumentParser(
+        prog="robustlab-rpr-merge", description="Merge the RPR shards (rpr.shard=i/n) of a multirun into one result."
+    )
+    p.add_argument(
+        "--multirun", required=True, type=Path, help="Hydra multirun folder whose jobs ran rpr.shard=0/n,...,n-1/n"
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for the merged rpr_M_test.csv and metrics.json")
     return p
 

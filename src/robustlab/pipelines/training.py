@@ -32,9 +32,16 @@ def timed(timings: dict, stage: str):
     timings[stage] = round(time.perf_counter() - started, 1)
 
 
-def fit_classifier(model: pl.LightningModule, data: VisionDataModule, trainer_cfg: DictConfig, run_dir: Path, name: str,
-                   tensorboard: bool = False, resume: resuming.Resume | None = None,
-                   logger_cfg: DictConfig | None = None) -> Path:
+def fit_classifier(
+    model: pl.LightningModule,
+    data: VisionDataModule,
+    trainer_cfg: DictConfig,
+    run_dir: Path,
+    name: str,
+    tensorboard: bool = False,
+    resume: resuming.Resume | None = None,
+    logger_cfg: DictConfig | None = None,
+) -> Path:
     """Fit ``model`` on ``data``; logs go to ``run_dir/name`` (CSV; TensorBoard events too when ``tensorboard``:
     the GAN's sample grids are images) and to the trackers of ``logger_cfg`` (the ``logger`` config group);
     returns the checkpoint path (written atomically). With ``resume``, checkpoints every few epochs
@@ -84,7 +91,11 @@ def _fingerprint(split: Split) -> tuple:
 def accuracy(model, split: Split, batch_size: int = 1024) -> float:
     """Top-1 accuracy of any classifier (module or callable) on a split."""
     fn, device = as_scores_fn(model)
-    key = (model_digest(model), model.training, str(device), _fingerprint(split)) if isinstance(model, torch.nn.Module) else None
+    key = (
+        (model_digest(model), model.training, str(device), _fingerprint(split))
+        if isinstance(model, torch.nn.Module)
+        else None
+    )
     if key in _ACCURACY:
         return _ACCURACY[key]
     with torch.inference_mode():

@@ -57,8 +57,13 @@ def seed_band(curves: Sequence[tuple[Hashable, Sequence[float]]]) -> dict[str, n
     """
     _, matrix = per_seed(curves)
     mean, low, high = np.array([interval(column) for column in matrix.T]).T
-    return {"steps": np.arange(matrix.shape[1]), "mean": mean, "low": low, "high": high,
-            "seeds": np.sum(~np.isnan(matrix), axis=0)}
+    return {
+        "steps": np.arange(matrix.shape[1]),
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "seeds": np.sum(~np.isnan(matrix), axis=0),
+    }
 
 
 def band_patch(color="0.6") -> Patch:
@@ -75,4 +80,3 @@ def with_ci(mean: float, low: float, high: float, digits: int = 3) -> str:
     if np.isnan(low) or np.isnan(high):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-

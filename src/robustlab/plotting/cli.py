@@ -22,40 +22,87 @@ from robustlab.errors import one_line_errors
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="robustlab-plot", description="Figures from logged robustlab results (never trains).")
+    p = argparse.ArgumentParser(
+        prog="robustlab-plot", description="Figures from logged robustlab results (never trains)."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     rpr = sub.add_parser("rpr", help="the paper's Figures 1-5 and the M vs M_R overlay from one run directory")
-    rpr.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab` (holds metrics.json)")
+    rpr.add_argument(
+        "--run", required=True, type=Path, help="run directory written by `robustlab` (holds metrics.json)"
+    )
     rpr.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
     sweep = sub.add_parser("sweep", help="robust ratio vs MAX_STEPS per perturbation setting over a multirun")
     sweep.add_argument("--multirun", required=True, type=Path, help="Hydra multirun folder (one job folder per run)")
     sweep.add_argument("--out", required=True, type=Path, help="folder for the figure and its CSV")
     sweep.add_argument("--name", default="sweep_robust_ratio", help="file name stem (default: %(default)s)")
-    linear = sub.add_parser("linear", help="the blog's table and figures (shared/seeds/002) from a multirun of experiment=linear_robust")
-    linear.add_argument("--multirun", required=True, type=Path, help="Hydra multirun folder of experiment=linear_robust (or one run folder)")
-    linear.add_argument("--out", required=True, type=Path, help="folder for linear_table.{csv,tex} and the PNG and PDF files")
-    dcgan = sub.add_parser("dcgan", help="DCGAN figures (shared/seeds/000) from a run of experiment=dcgan_mnist / dcgan_cifar10, or every job of a multirun")
+    linear = sub.add_parser(
+        "linear", help="the blog's table and figures (shared/seeds/002) from a multirun of experiment=linear_robust"
+    )
+    linear.add_argument(
+        "--multirun",
+        required=True,
+        type=Path,
+        help="Hydra multirun folder of experiment=linear_robust (or one run folder)",
+    )
+    linear.add_argument(
+        "--out", required=True, type=Path, help="folder for linear_table.{csv,tex} and the PNG and PDF files"
+    )
+    dcgan = sub.add_parser(
+        "dcgan",
+        help="DCGAN figures (shared/seeds/000) from a run of experiment=dcgan_mnist / dcgan_cifar10, or every job of a multirun",
+    )
     where = dcgan.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", type=Path, help="run directory written by `robustlab experiment=dcgan_...`")
-    where.add_argument("--multirun", type=Path, help="Hydra multirun folder of such runs: each job's figures, dcgan_sweep.csv and a comparison")
+    where.add_argument(
+        "--multirun",
+        type=Path,
+        help="Hydra multirun folder of such runs: each job's figures, dcgan_sweep.csv and a comparison",
+    )
     dcgan.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
-    dcgan.add_argument("--prefix", default="dcgan", help="file name prefix of a single run's figures (default: %(default)s)")
-    augment = sub.add_parser("gan-augment", help="M vs M_R vs M_R+G and the kept / rejected generated images from a run of experiment=rpr_gan_augment")
-    augment.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_gan_augment`")
+    dcgan.add_argument(
+        "--prefix", default="dcgan", help="file name prefix of a single run's figures (default: %(default)s)"
+    )
+    augment = sub.add_parser(
+        "gan-augment",
+        help="M vs M_R vs M_R+G and the kept / rejected generated images from a run of experiment=rpr_gan_augment",
+    )
+    augment.add_argument(
+        "--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_gan_augment`"
+    )
     augment.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
-    op = sub.add_parser("operating-point", help="robust ratio of M vs scheme strength and the crossing table from experiment=operating_point")
-    op.add_argument("--multirun", required=True, type=Path, help="multirun folder of experiment=operating_point (one job per seed)")
+    op = sub.add_parser(
+        "operating-point",
+        help="robust ratio of M vs scheme strength and the crossing table from experiment=operating_point",
+    )
+    op.add_argument(
+        "--multirun", required=True, type=Path, help="multirun folder of experiment=operating_point (one job per seed)"
+    )
     op.add_argument("--out", required=True, type=Path, help="folder for operating_point.{png,pdf} and its CSVs")
-    inherent = sub.add_parser("inherent", help="per-point agreement across models, hardest points, per class, from a run of experiment=rpr_inherent")
-    inherent.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_inherent`")
-    inherent.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files and inherent_agreement.csv")
-    exact = sub.add_parser("rpr-vs-exact", help="RPR p̂ beside exact / certified radii from a run of experiment=rpr_vs_exact")
-    exact.add_argument("--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_vs_exact`")
+    inherent = sub.add_parser(
+        "inherent",
+        help="per-point agreement across models, hardest points, per class, from a run of experiment=rpr_inherent",
+    )
+    inherent.add_argument(
+        "--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_inherent`"
+    )
+    inherent.add_argument(
+        "--out", required=True, type=Path, help="folder for the PNG and PDF files and inherent_agreement.csv"
+    )
+    exact = sub.add_parser(
+        "rpr-vs-exact", help="RPR p̂ beside exact / certified radii from a run of experiment=rpr_vs_exact"
+    )
+    exact.add_argument(
+        "--run", required=True, type=Path, help="run directory written by `robustlab experiment=rpr_vs_exact`"
+    )
     exact.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files")
-    corruptions = sub.add_parser("corruptions", help="examples of each corruption per severity, with its robust ratio, "
-                                 "from a multirun of experiment=rpr_sweep run with rpr.perturbed_examples > 0")
-    corruptions.add_argument("--multirun", required=True, type=Path,
-                             help="Hydra multirun folder over corruptions and severities")
+    corruptions = sub.add_parser(
+        "corruptions",
+        help="examples of each corruption per severity, with its robust ratio, "
+        "from a multirun of experiment=rpr_sweep run with rpr.perturbed_examples > 0",
+    )
+    corruptions.add_argument(
+        "--multirun", required=True, type=Path, help="Hydra multirun folder over corruptions and severities"
+    )
     corruptions.add_argument("--out", required=True, type=Path, help="folder for the PNG and PDF files and the CSV")
     corruptions.add_argument("--name", default="corruptions", help="file name stem (default: %(default)s)")
     return p

@@ -36,23 +36,35 @@ GAN_DIR = "G"  # the GAN's log folder in a run directory (pipelines.dcgan.GAN)
 GRIDS_SHOWN = 6  # sample grids in the over-training figure: the first, the last and evenly spaced ones between
 AUGMENT_MODELS = {"M": "M", "M_R": "M_R", "M_R+G": "M_R_G"}  # table name -> rpr_<file>_test.csv
 AUGMENT_COLORS = {**MODEL_COLORS, "M_R_G": PALETTE[2]}
-SHORT = {"minibatch_discrimination": "MBD", "semi_supervised": "semi-sup.", "feature_matching": "FM", "conditional": "cond."}  # sweep labels
+SHORT = {
+    "minibatch_discrimination": "MBD",
+    "semi_supervised": "semi-sup.",
+    "feature_matching": "FM",
+    "conditional": "cond.",
+}  # sweep labels
 
 
 def load_metrics(run_dir: str | Path, experiments: tuple[str, ...]) -> tuple[Path, dict]:
     path = Path(run_dir)
     require(path.is_dir(), f"run directory not found: {path}")
-    require(metrics_path(path).is_file(), f"{path} is not a run directory (no {results.METRICS}); pass a folder written by `robustlab`")
+    require(
+        metrics_path(path).is_file(),
+        f"{path} is not a run directory (no {results.METRICS}); pass a folder written by `robustlab`",
+    )
     metrics = results.read_json(metrics_path(path))
-    require(metrics.get("experiment") in experiments,
-            f"{path} holds a run of experiment '{metrics.get('experiment', '?')}'; this command draws runs of {' or '.join(experiments)}")
+    require(
+        metrics.get("experiment") in experiments,
+        f"{path} holds a run of experiment '{metrics.get('experiment', '?')}'; this command draws runs of {' or '.join(experiments)}",
+    )
     return path, metrics
 
 
 def gan_footer(metrics: dict) -> str:
     d = metrics["data"]
     options = ", ".join(metrics.get("options", [])) or "plain DCGAN"
-    return provenance([metrics], [f"{d['name']}, {d['train_images']} train images", options, f"{metrics['training']['steps']} steps"])
+    return provenance(
+        [metrics], [f"{d['name']}, {d['train_images']} train images", options, f"{metrics['training']['steps']} steps"]
+    )
 
 
 def class_names(metrics: dict, k: int) -> list[str]:
@@ -89,8 +101,14 @@ def plot_interpolation(run_dir: Path, out_dir: Path, foot: str, name: str) -> li
     """Rows: G along the straight line between two latent codes (Radford et al. Sec. 6.1)."""
     data = results.read_arrays(run_dir / f"{INTERPOLATION}.npz")
     images, alpha = data["images"], data["alpha"]
-    rows = [(f"class {c}" if "classes" in data else f"pair {r + 1}", images[r], [f"{a:.2f}" if r == 0 else "" for a in alpha])
-            for r, c in zip(range(len(images)), data.get("classes", range(len(images))))]
+    rows = [
+        (
+            f"class {c}" if "classes" in data else f"pair {r + 1}",
+            images[r],
+            [f"{a:.2f}" if r == 0 else "" for a in alpha],
+        )
+        for r, c in zip(range(len(images)), data.get("classes", range(len(images))))
+    ]
     fig = image_grid(rows, col_width=1.0, row_height=1.15)
     finish(fig, "Latent-space interpolation: z = (1 - a) z0 + a z1 (a above the columns)", foot)
     return save_figure(fig, out_dir, name)
@@ -101,15 +119,17 @@ def plot_losses(gan_dir: Path, out_dir: Path, foot: str, name: str) -> list[Path
     """D and G losses, and D's mean belief that real / generated images are real, per logged step."""
     log = pd.read_csv(gan_dir / "metrics.csv")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.8))
-    for ax, columns in ((left, {"train/d_loss": "D loss", "train/g_loss": "G loss", "train/d_supervised": "D supervised loss"}),
-                        (right, {"train/d_real": "D(x), real images", "train/d_fake": "D(G(z)), generated images"})):
+    for ax, columns in (
+        (left, {"train/d_loss": "D loss", "train/g_loss": "G loss", "train/d_supervised": "D supervised loss"}),
+        (right, {"train/d_real": "D(x), real images", "train/d_fake": "D(G(z)), generated images"}),
+    ):
         for i, (column, label) in enumerate((c, l) for c, l in columns.items() if c in log):
             rows = log[["step", column]].dropna()
             ax.plot(rows["step"], rows[column], label=label, color=PALETTE[i], lw=1.5)
         ax.set_xlabel("training step (one D and one G update)")
         ax.legend(fontsize=8, loc="best")
     left.set_ylabel("loss")
-    right.set_ylabel("mean probability of \"real\"")
+    right.set_ylabel('mean probability of "real"')
     right.set_ylim(-0.02, 1.02)
     finish(fig, "DCGAN training", foot)
     return save_figure(fig, out_dir, name)
@@ -124,16 +144,24 @@ def plot_class_histogram(run_dir: Path, metrics: dict, out_dir: Path, foot: str,
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     width = 0.4
     shares = {column: table[column] / max(table[column].sum(), 1) for column in ("generated", "real_test")}
-    for offset, column, label, color in ((-width / 2, "generated", "generated images", PALETTE[0]), (width / 2, "real_test", "real test images", PALETTE[7])):
+    for offset, column, label, color in (
+        (-width / 2, "generated", "generated images", PALETTE[0]),
+        (width / 2, "real_test", "real test images", PALETTE[7]),
+    ):
         ax.bar(classes + offset, shares[column], width, label=label, color=color)
     ax.axhline(1 / len(classes), color="0.4", ls=":", lw=1, label="uniform")
-    ax.set_ylim(0, max(max(s.max() for s in shares.values()), 1 / len(classes)) * 1.3)  # room for the legend above the bars
+    ax.set_ylim(
+        0, max(max(s.max() for s in shares.values()), 1 / len(classes)) * 1.3
+    )  # room for the legend above the bars
     ax.set_xticks(classes, class_names(metrics, len(classes)))
     ax.set_xlabel("class predicted by the quality classifier (SimpleCNN)")
     ax.set_ylabel("share of images")
     ax.legend(fontsize=8, loc="upper center", ncol=3)
-    ax.set_title(f"Fréchet distance in SimpleCNN features (not FID): {q['frechet_distance']:.2f} generated vs real test, "
-                 f"{q['frechet_distance_real_vs_real']:.2f} real vs real; class entropy {q['class_entropy']:.3f}", fontsize=7)
+    ax.set_title(
+        f"Fréchet distance in SimpleCNN features (not FID): {q['frechet_distance']:.2f} generated vs real test, "
+        f"{q['frechet_distance_real_vs_real']:.2f} real vs real; class entropy {q['class_entropy']:.3f}",
+        fontsize=7,
+    )
     finish(fig, "Classes of generated images (mode-collapse check)", foot)
     return save_figure(fig, out_dir, name)
 
@@ -147,13 +175,19 @@ def plot_gan(run_dir: Path, metrics: dict, out_dir: Path, foot: str, prefix: str
     written += plot_samples(gan_dir, out_dir, foot, f"{prefix}_samples")
     figures = [(f"{GAN_DIR}/metrics.csv", lambda: plot_losses(gan_dir, out_dir, foot, f"{prefix}_losses"))]
     if dcgan_run:
-        figures += [(f"{INTERPOLATION}.npz", lambda: plot_interpolation(run_dir, out_dir, foot, f"{prefix}_interpolation")),
-                    (CLASS_HISTOGRAM, lambda: plot_class_histogram(run_dir, metrics, out_dir, foot, f"{prefix}_classes"))]
+        figures += [
+            (f"{INTERPOLATION}.npz", lambda: plot_interpolation(run_dir, out_dir, foot, f"{prefix}_interpolation")),
+            (CLASS_HISTOGRAM, lambda: plot_class_histogram(run_dir, metrics, out_dir, foot, f"{prefix}_classes")),
+        ]
     for file, draw in figures:
         if (run_dir / file).is_file():
             written += draw()
         else:
-            why = " (quality.classifier was null)" if file == CLASS_HISTOGRAM else " (too few steps to log: lower trainer.log_every_n_steps)"
+            why = (
+                " (quality.classifier was null)"
+                if file == CLASS_HISTOGRAM
+                else " (too few steps to log: lower trainer.log_every_n_steps)"
+            )
             notice(f"skipped {prefix} figure from {file}: not in {run_dir}{why}")
     return written
 
@@ -170,7 +204,10 @@ def plot_augment_models(run_dir: Path, metrics: dict, out_dir: Path, name: str) 
     table = pd.read_csv(run_dir / AUGMENT_TABLE)
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(10.5, 4.2))
     x = np.arange(len(table))
-    for offset, column, label, color in ((-0.2, "test_accuracy", "test accuracy", PALETTE[0]), (0.2, "robust_ratio", "robust ratio (all test points)", PALETTE[1])):
+    for offset, column, label, color in (
+        (-0.2, "test_accuracy", "test accuracy", PALETTE[0]),
+        (0.2, "robust_ratio", "robust ratio (all test points)", PALETTE[1]),
+    ):
         drawn = bars.bar(x + offset, table[column], 0.4, label=label, color=color)
         bars.bar_label(drawn, fmt="%.3f", fontsize=7, padding=2)
     bars.set_xticks(x, [f"{m}\n{n} train images" for m, n in zip(table["model"], table["train_images"])])
@@ -182,7 +219,9 @@ def plot_augment_models(run_dir: Path, metrics: dict, out_dir: Path, name: str) 
     ratio_axes(curves)
     curves.legend(fontsize=8, loc="best")
     g = metrics["gan"]
-    curves.set_title(f"M_R+G: robust subset + {g['kept']} of {g['generated']} generated images (robust under M)", fontsize=8)
+    curves.set_title(
+        f"M_R+G: robust subset + {g['kept']} of {g['generated']} generated images (robust under M)", fontsize=8
+    )
     finish(fig, "Augmenting the robust subset with GAN images that are robust under M", footer(metrics))
     return save_figure(fig, out_dir, name)
 
@@ -193,10 +232,21 @@ def plot_augment_examples(run_dir: Path, metrics: dict, out_dir: Path, name: str
     ex = results.read_arrays(run_dir / GENERATED_EXAMPLES)
     names = class_names(metrics, len(metrics["gan"]["kept_per_class"]))
     why = lambda p, s: f"M says {names[p]}" if s == 0 else f"fooled at step {s}"  # noqa: E731
-    fig = image_grid([
-        ("kept", ex["kept_images"], [f"made as {names[y]}" for y in ex["kept_labels"]]),
-        ("rejected", ex["rejected_images"], [f"made as {names[y]}\n{why(p, s)}" for y, p, s in zip(ex["rejected_labels"], ex["rejected_pred"], ex["rejected_step"])]),
-    ], col_width=1.3, row_height=2.0)
+    fig = image_grid(
+        [
+            ("kept", ex["kept_images"], [f"made as {names[y]}" for y in ex["kept_labels"]]),
+            (
+                "rejected",
+                ex["rejected_images"],
+                [
+                    f"made as {names[y]}\n{why(p, s)}"
+                    for y, p, s in zip(ex["rejected_labels"], ex["rejected_pred"], ex["rejected_step"])
+                ],
+            ),
+        ],
+        col_width=1.3,
+        row_height=2.0,
+    )
     finish(fig, "Generated images: kept (robust under M, intended class) and rejected", footer(metrics))
     return save_figure(fig, out_dir, name)
 
@@ -211,8 +261,13 @@ def plot_gan_augment(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
         require((path / file).is_file(), f"{path} lacks {file}; rerun the experiment")
     written = plot_augment_models(path, metrics, out_dir, "gan_augment_models")
     written += plot_augment_examples(path, metrics, out_dir, "gan_augment_generated")
-    foot = provenance([metrics], [f"{metrics['data']['name']}: conditional DCGAN on {metrics['gan']['training']['images']} robust training images",
-                                  f"{metrics['gan']['training']['steps']} steps"])
+    foot = provenance(
+        [metrics],
+        [
+            f"{metrics['data']['name']}: conditional DCGAN on {metrics['gan']['training']['images']} robust training images",
+            f"{metrics['gan']['training']['steps']} steps",
+        ],
+    )
     return written + plot_gan(path, metrics, out_dir, foot, "gan_augment_G", dcgan_run=False)
 
 
@@ -222,7 +277,15 @@ def plot_sweep_quality(rows: pd.DataFrame, runs: list[dict], out_dir: Path, name
     fig, (fd, entropy) = plt.subplots(1, 2, figsize=(10.0, 0.45 * len(rows) + 2.4), sharey=True)
     y = np.arange(len(rows))
     fd.barh(y, rows["frechet_distance"], color=PALETTE[0], label="generated vs real test")
-    fd.scatter(rows["frechet_distance_real_vs_real"], y, marker="|", s=400, color="0.2", zorder=3, label="real train vs real test (floor)")
+    fd.scatter(
+        rows["frechet_distance_real_vs_real"],
+        y,
+        marker="|",
+        s=400,
+        color="0.2",
+        zorder=3,
+        label="real train vs real test (floor)",
+    )
     fd.set_xlabel("Fréchet distance in SimpleCNN features (not FID)")
     fd.legend(fontsize=7, loc="lower right", markerscale=0.4, framealpha=0.9)
     entropy.barh(y, rows["class_entropy"], color=PALETTE[1])
@@ -246,13 +309,26 @@ def plot_dcgan_multirun(multirun_dir: str | Path, out_dir: str | Path) -> list[P
         written += plot_gan(path, metrics, out_dir, gan_footer(metrics), f"dcgan_{job.name}")
         q = metrics.get("quality") or {}
         label = f"job {job.name}: " + ("+".join(SHORT[o] for o in metrics["options"]) or "plain")
-        numbers = {k: q.get(k) for k in ("frechet_distance", "frechet_distance_real_vs_real", "class_entropy", "classes_covered")}
-        rows.append({"job": job.name, "label": label, "options": "+".join(metrics["options"]) or "plain", "seed": metrics["seed"],
-                     "steps": metrics["training"]["steps"], **numbers})
+        numbers = {
+            k: q.get(k)
+            for k in ("frechet_distance", "frechet_distance_real_vs_real", "class_entropy", "classes_covered")
+        }
+        rows.append(
+            {
+                "job": job.name,
+                "label": label,
+                "options": "+".join(metrics["options"]) or "plain",
+                "seed": metrics["seed"],
+                "steps": metrics["training"]["steps"],
+                **numbers,
+            }
+        )
         runs.append(metrics)
     require(len(rows) > 0, f"no finished dcgan runs in {multirun}")
     table = pd.DataFrame(rows)
-    written.append(results.write_table(out_dir / "dcgan_sweep.csv", {c: table[c].tolist() for c in table.columns if c != "label"}))
+    written.append(
+        results.write_table(out_dir / "dcgan_sweep.csv", {c: table[c].tolist() for c in table.columns if c != "label"})
+    )
     if table["frechet_distance"].notna().all():
         written += plot_sweep_quality(table, runs, out_dir, "dcgan_sweep_quality")
     return written

@@ -71,8 +71,10 @@ def load_job(job: Path) -> LinearRun | None:
             notice(f"skipped job {job.name} ({job}): no {needed} (failed or unfinished run)")
             return None
     metrics = results.read_json(metrics_path(job))
-    require(metrics.get("experiment") == EXPERIMENT,
-            f"{metrics_path(job)} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of experiment={EXPERIMENT}")
+    require(
+        metrics.get("experiment") == EXPERIMENT,
+        f"{metrics_path(job)} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of experiment={EXPERIMENT}",
+    )
     return LinearRun(job, metrics)
 
 
@@ -82,7 +84,10 @@ def collect_linear_runs(multirun: str | Path) -> list[LinearRun]:
     require(multirun.is_dir(), f"multirun directory not found: {multirun}")
     jobs = [multirun] if metrics_path(multirun).is_file() else job_dirs(multirun)
     runs = [run for run in map(load_job, jobs) if run is not None]
-    require(len(runs) > 0, f"no finished {EXPERIMENT} runs in {multirun} ({len(jobs)} job folders, none with all of {', '.join(FILES)})")
+    require(
+        len(runs) > 0,
+        f"no finished {EXPERIMENT} runs in {multirun} ({len(jobs)} job folders, none with all of {', '.join(FILES)})",
+    )
     return sorted(runs, key=lambda r: (r.epsilon, str(r.seed)))
 
 
@@ -99,9 +104,16 @@ def colors(runs: list[LinearRun]) -> dict[float, tuple]:
 
 def linear_footer(runs: list[LinearRun]) -> str:
     metrics = [r.metrics for r in runs]
-    data = joined(f"{m['data']['name']} digits {'/'.join(map(str, m['data']['digits']))}, {m['data']['train_images']} train / "
-                  f"{m['data']['test_images']} test images" for m in metrics)
-    return provenance(metrics, [data, joined(f"{m['model']['epochs']} epochs" for m in metrics)], quick_note="subset run, not the blog's protocol")
+    data = joined(
+        f"{m['data']['name']} digits {'/'.join(map(str, m['data']['digits']))}, {m['data']['train_images']} train / "
+        f"{m['data']['test_images']} test images"
+        for m in metrics
+    )
+    return provenance(
+        metrics,
+        [data, joined(f"{m['model']['epochs']} epochs" for m in metrics)],
+        quick_note="subset run, not the blog's protocol",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,9 +125,14 @@ def _stats(values: list) -> dict:
     x = np.array([np.nan if v is None else v for v in values], dtype=float)
     ok = x[~np.isnan(x)]
     mean, low, high = interval(ok)
-    return {"mean": mean, "sd": float(ok.std(ddof=1)) if len(ok) > 1 else np.nan,
-            "min": float(ok.min()) if len(ok) else np.nan, "max": float(ok.max()) if len(ok) else np.nan,
-            "ci_low": low, "ci_high": high}
+    return {
+        "mean": mean,
+        "sd": float(ok.std(ddof=1)) if len(ok) > 1 else np.nan,
+        "min": float(ok.min()) if len(ok) else np.nan,
+        "max": float(ok.max()) if len(ok) else np.nan,
+        "ci_low": low,
+        "ci_high": high,
+    }
 
 
 def _train_accuracy(metrics: dict) -> float:
@@ -199,7 +216,9 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
             seeds = len({r.seed for r in group})
             label = f"{model_name(eps)} ({seeds_text(seeds)}; 50% at ε≈{with_ci(at50['mean'], at50['ci_low'], at50['ci_high'])})"
             ax.plot(eps_grid, band["mean"], color=palette[eps], lw=2, label=label)
-            ax.fill_between(eps_grid, band["low"], band["high"], color=palette[eps], alpha=0.25, lw=0)  # NaN (one seed): none
+            ax.fill_between(
+                eps_grid, band["low"], band["high"], color=palette[eps], alpha=0.25, lw=0
+            )  # NaN (one seed): none
         ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
         ax.set_title(f"exact attack x − ε·y·sign(w), {title}", fontsize=9)
         ax.set_xlabel("attack ε (l∞ radius, pixel units)")
@@ -207,7 +226,11 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
         ax.set_xlim(left=0)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: inside it hid the curves' tails
     axes[0].set_ylabel("test accuracy under attack")
-    finish(fig, f"White-box attack on the linear classifiers (line: mean over seeds; band: {BAND_MEANING})", linear_footer(runs))
+    finish(
+        fig,
+        f"White-box attack on the linear classifiers (line: mean over seeds; band: {BAND_MEANING})",
+        linear_footer(runs),
+    )
     return save_figure(fig, out_dir, name)
 
 
@@ -255,14 +278,18 @@ def plot_misclassified(runs: list[LinearRun], out_dir: Path, name: str = "linear
     data = {eps: run.arrays(MISCLASSIFIED) for eps, run in shown.items()}
     columns = sample_columns(next(iter(data.values()))["eps"])
     clip = bool(next(iter(data.values()))["clip"])
-    fig, axes = plt.subplots(len(data), len(columns), figsize=(1.05 * len(columns) + 1.2, 1.25 * len(data) + 1.0), squeeze=False)
+    fig, axes = plt.subplots(
+        len(data), len(columns), figsize=(1.05 * len(columns) + 1.2, 1.25 * len(data) + 1.0), squeeze=False
+    )
     for row, (eps, d) in zip(axes, data.items()):
         for ax, c in zip(row, columns):
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
             if d["count"][c] == 0:
-                ax.text(0.5, 0.5, "none\nwrong", ha="center", va="center", fontsize=7, color="0.4", transform=ax.transAxes)
+                ax.text(
+                    0.5, 0.5, "none\nwrong", ha="center", va="center", fontsize=7, color="0.4", transform=ax.transAxes
+                )
             else:
                 image = d["images"][c, 0]
                 ax.imshow(image.reshape(image.shape[-2:]), cmap="gray_r")  # own range per image, as the blog's figure
@@ -271,7 +298,11 @@ def plot_misclassified(runs: list[LinearRun], out_dir: Path, name: str = "linear
     for ax, c in zip(axes[-1], columns):
         ax.set_xlabel(f"ε={next(iter(data.values()))['eps'][c]:.2f}", fontsize=8)
     attack = "clipped to [0, 1]" if clip else "not clipped, each image shown on its own grey range"
-    finish(fig, f"Misclassified attacked test images nearest the decision boundary (exact attack, {attack})", linear_footer(runs))
+    finish(
+        fig,
+        f"Misclassified attacked test images nearest the decision boundary (exact attack, {attack})",
+        linear_footer(runs),
+    )
     return save_figure(fig, out_dir, name)
 
 
@@ -288,10 +319,12 @@ def plot_logits(runs: list[LinearRun], out_dir: Path, name: str = "linear_logits
     shown = first_seed(runs)
     data = {eps: run.arrays(MISCLASSIFIED) for eps, run in shown.items()}
     scores = np.concatenate([d["all_scores"] for d in data.values()])
-    lo, hi = (np.percentile(scores, [0.5, 99.5]) if len(scores) else (-1.0, 1.0))
+    lo, hi = np.percentile(scores, [0.5, 99.5]) if len(scores) else (-1.0, 1.0)
     grid = np.linspace(min(lo, -1.0), max(hi, 1.0), 400)
     palette = colors(runs)
-    fig, axes = plt.subplots(1, len(data), figsize=(3.0 * len(data) + 0.6, 4.6), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(data), figsize=(3.0 * len(data) + 0.6, 4.6), sharex=True, sharey=True, squeeze=False
+    )
     for ax, (eps, d) in zip(axes[0], data.items()):
         levels = [e for e in d["eps"] if e > 0]
         for i, level in enumerate(levels):
@@ -302,12 +335,18 @@ def plot_logits(runs: list[LinearRun], out_dir: Path, name: str = "linear_logits
                 ax.fill_between(grid, -i, ridge, color=palette[eps], alpha=0.35, lw=0)
                 ax.plot(grid, ridge, color=palette[eps], lw=0.8)
             ax.text(grid[-1], -i + 0.05, f"{len(values)}", fontsize=6, ha="right", va="bottom", color="0.4")
-        ax.set_yticks([-i for i in range(0, len(levels), 2)], [f"{levels[i]:.3g}" for i in range(0, len(levels), 2)], fontsize=7)
+        ax.set_yticks(
+            [-i for i in range(0, len(levels), 2)], [f"{levels[i]:.3g}" for i in range(0, len(levels), 2)], fontsize=7
+        )
         ax.axvline(0.0, color="0.3", lw=0.8, ls=":")
         ax.set_title(f"{model_name(eps)} (seed {shown[eps].seed})", fontsize=9)
         ax.set_xlabel("score f(x) of a misclassified image")
     axes[0, 0].set_ylabel("attack ε (ridges scaled to their peak; right: count)")
-    finish(fig, "Scores (logits) of misclassified attacked test images: confident mistakes lie far from 0", linear_footer(runs))
+    finish(
+        fig,
+        "Scores (logits) of misclassified attacked test images: confident mistakes lie far from 0",
+        linear_footer(runs),
+    )
     return save_figure(fig, out_dir, name)
 
 
@@ -318,12 +357,19 @@ def plot_hinge(runs: list[LinearRun], out_dir: Path, name: str = "linear_hinge")
     margin = np.linspace(-2.0, 4.0, 601)
     palette = colors(runs)
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    ax.plot(margin, np.maximum(0, 1 - margin), color=palette.get(0.0, (0.25, 0.25, 0.25)), lw=2, label="hinge max(0, 1 − m)")
+    ax.plot(
+        margin, np.maximum(0, 1 - margin), color=palette.get(0.0, (0.25, 0.25, 0.25)), lw=2, label="hinge max(0, 1 − m)"
+    )
     for eps, run in first_seed(runs).items():
         if eps > 0:
             shift = run.metrics["model"]["eps_w_l1"]
-            ax.plot(margin, np.maximum(0, 1 - (margin - shift)), color=palette[eps], lw=1.6,
-                    label=f"robust hinge of the ε={eps:g} model (seed {run.seed}): ε‖w‖₁ = {shift:.2f}")
+            ax.plot(
+                margin,
+                np.maximum(0, 1 - (margin - shift)),
+                color=palette[eps],
+                lw=1.6,
+                label=f"robust hinge of the ε={eps:g} model (seed {run.seed}): ε‖w‖₁ = {shift:.2f}",
+            )
     ax.axvline(0.0, color="0.5", lw=0.8, ls=":")
     ax.set_xlabel("margin m = y·f(x)  (m < 0: misclassified)")
     ax.set_ylabel("loss")

@@ -19,18 +19,36 @@ from robustlab.plotting.bands import BAND_MEANING, interval
 from robustlab.plotting.style import PALETTE, finish, save_figure, themed
 from robustlab.robustness.calibration import PAPER_TARGETS, crossing_table, load_results
 
-PANELS = {"pixels": "pixels: k (pixels altered, at most / exactly)", "gaussian": "gaussian: sigma",
-          "salt_pepper": "salt and pepper: rate", "uniform_linf": "uniform l-inf: epsilon", "blur": "blur: sigma (fixed width)"}
+PANELS = {
+    "pixels": "pixels: k (pixels altered, at most / exactly)",
+    "gaussian": "gaussian: sigma",
+    "salt_pepper": "salt and pepper: rate",
+    "uniform_linf": "uniform l-inf: epsilon",
+    "blur": "blur: sigma (fixed width)",
+}
 BAND_COLUMNS = ("curve", "scheme", "param", "split", "strength", "seeds", "mean", "ci_low", "ci_high")
 
 
 def band_rows(frame) -> list[dict]:
     """Mean and t interval over seeds per curve, split and strength."""
     rows = []
-    for (curve, scheme, param, split, strength), part in frame.groupby(["curve", "scheme", "param", "split", "strength"], sort=True):
+    for (curve, scheme, param, split, strength), part in frame.groupby(
+        ["curve", "scheme", "param", "split", "strength"], sort=True
+    ):
         mean, low, high = interval(part["robust_ratio"].to_numpy())
-        rows.append({"curve": curve, "scheme": scheme, "param": param, "split": split, "strength": float(strength),
-                     "seeds": int(part["seed"].nunique()), "mean": mean, "ci_low": low, "ci_high": high})
+        rows.append(
+            {
+                "curve": curve,
+                "scheme": scheme,
+                "param": param,
+                "split": split,
+                "strength": float(strength),
+                "seeds": int(part["seed"].nunique()),
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
     return rows
 
 
@@ -61,10 +79,15 @@ def draw(rows: list[dict], frame, out_dir: Path, name: str) -> list[Path]:
     seeds = sorted(frame["seed"].unique())
     max_steps = "/".join(str(m) for m in sorted(frame["max_steps"].unique()))
     points = ", ".join(f"{s} {int(n)}" for s, n in frame.groupby("split")["points"].max().items())
-    note = (f"MAX_STEPS {max_steps}; points: {points}; band: {BAND_MEANING}; "
-            f"lines: paper {PAPER_TARGETS['test']} (test, dash-dot), {PAPER_TARGETS['train']} (train, dotted)")
-    finish(fig, "Robust ratio of M against scheme strength (solid: test points, dashed: training points)",
-           f"{note}; seeds {'/'.join(str(s) for s in seeds)}")
+    note = (
+        f"MAX_STEPS {max_steps}; points: {points}; band: {BAND_MEANING}; "
+        f"lines: paper {PAPER_TARGETS['test']} (test, dash-dot), {PAPER_TARGETS['train']} (train, dotted)"
+    )
+    finish(
+        fig,
+        "Robust ratio of M against scheme strength (solid: test points, dashed: training points)",
+        f"{note}; seeds {'/'.join(str(s) for s in seeds)}",
+    )
     return save_figure(fig, out_dir, name)
 
 
@@ -75,5 +98,7 @@ def plot_operating_point(multirun: str | Path, out_dir: str | Path, name: str = 
     written = draw(rows, frame, out_dir, name)
     written.append(results.write_table(out_dir / f"{name}_band.csv", {c: [r[c] for r in rows] for c in BAND_COLUMNS}))
     table = crossing_table(frame)
-    written.append(results.write_table(out_dir / f"{name}_crossings.csv", {c: table[c].tolist() for c in table.columns}))
+    written.append(
+        results.write_table(out_dir / f"{name}_crossings.csv", {c: table[c].tolist() for c in table.columns})
+    )
     return written

@@ -83,8 +83,11 @@ def read_metrics(path: Path) -> dict:
     """A run's metrics.json, checked to hold what the figures read (an RPR run of M)."""
     metrics = results.read_json(metrics_path(path))
     missing = [key for key in ("profile", "data", "perturbation", "max_steps", "M") if key not in metrics]
-    require(not missing, f"{metrics_path(path)} lacks {', '.join(missing)} (experiment "
-            f"'{metrics.get('experiment', '?')}'); robustlab-plot draws runs of the rpr_retrain pipeline")
+    require(
+        not missing,
+        f"{metrics_path(path)} lacks {', '.join(missing)} (experiment "
+        f"'{metrics.get('experiment', '?')}'); robustlab-plot draws runs of the rpr_retrain pipeline",
+    )
     return metrics
 
 
@@ -120,12 +123,18 @@ def load_runs(path: str | Path) -> list[Run]:
         return [Run(path, read_metrics(path))]
     folders = job_dirs(path)
     done = [Run(job, read_metrics(job)) for job in folders if finished(job)]
-    require(len(done) > 0, f"{path} is not a run directory (no {results.METRICS}) nor a multirun folder with a finished "
-            f"job ({len(folders)} job folders, none with {results.METRICS}); pass a folder written by `robustlab`")
+    require(
+        len(done) > 0,
+        f"{path} is not a run directory (no {results.METRICS}) nor a multirun folder with a finished "
+        f"job ({len(folders)} job folders, none with {results.METRICS}); pass a folder written by `robustlab`",
+    )
     for what, value in SETTING.items():
         values = [value(r.metrics) for r in done]
-        require(len(distinct(values)) == 1, f"the runs in {path} differ in {what} ({joined(values)}); robustlab-plot rpr "
-                "averages seeds of one setting, `robustlab-plot sweep` compares settings")
+        require(
+            len(distinct(values)) == 1,
+            f"the runs in {path} differ in {what} ({joined(values)}); robustlab-plot rpr "
+            "averages seeds of one setting, `robustlab-plot sweep` compares settings",
+        )
     order = distinct(r.metrics["seed"] for r in done)
     return sorted(done, key=lambda r: order.index(r.metrics["seed"]))
 
@@ -178,12 +187,14 @@ def show_image(ax: plt.Axes, image: np.ndarray) -> None:
 def image_grid(rows: list[tuple[str, np.ndarray, list[str]]], col_width: float = 1.3, row_height: float = 1.75):
     """A grid with one row of titled images per (row label, images, titles); short rows leave blanks."""
     ncols = max([1] + [len(images) for _, images, _ in rows])
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(col_width * ncols + 0.9, row_height * len(rows) + 0.9), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), ncols, figsize=(col_width * ncols + 0.9, row_height * len(rows) + 0.9), squeeze=False
+    )
     for ax_row, (row_label, images, titles) in zip(axes, rows):
         for ax, image, title in zip(ax_row, images, titles):
             show_image(ax, image)
             ax.set_title(title, fontsize=8)
-        for ax in ax_row[len(images):]:
+        for ax in ax_row[len(images) :]:
             ax.axis("off")
         if len(images):
             ax_row[0].set_ylabel(row_label, fontsize=9)
@@ -197,16 +208,20 @@ def plot_examples(runs: list[Run], out_dir: Path, name: str = "fig1_robust_vs_no
     """Figure 1: robust (top) vs not-robust (bottom) test images, all correctly classified by M."""
     run = runs[0]  # the lowest seed: example images have no mean
     ex = results.read_arrays(run.path / EXAMPLES)
-    fig = image_grid([
-        ("robust", ex["robust_images"], [f"label {run.label(y)}" for y in ex["robust_labels"]]),
-        ("not robust", ex["fragile_images"], [f"label {run.label(y)}" for y in ex["fragile_labels"]]),
-    ])
+    fig = image_grid(
+        [
+            ("robust", ex["robust_images"], [f"label {run.label(y)}" for y in ex["robust_labels"]]),
+            ("not robust", ex["fragile_images"], [f"label {run.label(y)}" for y in ex["fragile_labels"]]),
+        ]
+    )
     finish(fig, f"Robust vs not-robust test images (all correctly classified by {MODEL_NAMES['M']})", run.footer)
     return save_figure(fig, out_dir, name)
 
 
 @themed
-def plot_first_failure(runs: list[Run], out_dir: Path, name: str = "fig2_first_failure", pairs: int = PAIRS) -> list[Path]:
+def plot_first_failure(
+    runs: list[Run], out_dir: Path, name: str = "fig2_first_failure", pairs: int = PAIRS
+) -> list[Path]:
     """Figure 2: correctly classified test images above the first perturbation of each that M misclassifies."""
     run = runs[0]  # the lowest seed: example images have no mean
     ex = results.read_arrays(run.path / EXAMPLES)
@@ -215,11 +230,21 @@ def plot_first_failure(runs: list[Run], out_dir: Path, name: str = "fig2_first_f
         notice(f"skipped {name}: {EXAMPLES} holds no not-robust test images (every correct one survived)")
         return []
     m = MODEL_NAMES["M"]
-    fig = image_grid([
-        ("original", ex["fragile_images"][:n], [f"{m} says {run.label(y)}" for y in ex["fragile_clean_pred"][:n]]),
-        ("first misclassified\nperturbation", ex["fragile_perturbed"][:n],
-         [f"{m} says {run.label(y)}\nat step {s}" for y, s in zip(ex["fragile_fail_pred"][:n], ex["fragile_step"][:n])]),
-    ], col_width=1.6, row_height=2.3)
+    fig = image_grid(
+        [
+            ("original", ex["fragile_images"][:n], [f"{m} says {run.label(y)}" for y in ex["fragile_clean_pred"][:n]]),
+            (
+                "first misclassified\nperturbation",
+                ex["fragile_perturbed"][:n],
+                [
+                    f"{m} says {run.label(y)}\nat step {s}"
+                    for y, s in zip(ex["fragile_fail_pred"][:n], ex["fragile_step"][:n])
+                ],
+            ),
+        ],
+        col_width=1.6,
+        row_height=2.3,
+    )
     finish(fig, f"First random perturbation that fools {m}", run.footer)
     return save_figure(fig, out_dir, name)
 
@@ -234,7 +259,9 @@ def shading(band: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None
     return None if np.isnan(band["low"]).all() else (band["low"], band["high"])
 
 
-def draw_model_curves(ax: plt.Axes, runs: list[Run], model: str, with_correct: bool = True, end_label: str = "below") -> None:
+def draw_model_curves(
+    ax: plt.Axes, runs: list[Run], model: str, with_correct: bool = True, end_label: str = "below"
+) -> None:
     """A model's robust-ratio curve on the test points; optionally the over-correct variant dashed.
 
     The over-correct ratio is never below the over-all one, so its end label goes above.
@@ -244,12 +271,26 @@ def draw_model_curves(ax: plt.Axes, runs: list[Run], model: str, with_correct: b
     seeds = len(seeds_of(runs))
     mean_of = "" if seeds == 1 else f", mean of {seeds_text(seeds)}"
     band = ratio_band(runs, model, "all")
-    draw_curve(ax, band["steps"], band["mean"], f"{prefix}all test points (paper's measure){mean_of}", color,
-               band=shading(band), end_label=end_label)
+    draw_curve(
+        ax,
+        band["steps"],
+        band["mean"],
+        f"{prefix}all test points (paper's measure){mean_of}",
+        color,
+        band=shading(band),
+        end_label=end_label,
+    )
     if with_correct:
         band = ratio_band(runs, model, "correct")
-        draw_curve(ax, band["steps"], band["mean"], f"correctly classified test points only{mean_of}", color,
-                   secondary=True, band=shading(band))
+        draw_curve(
+            ax,
+            band["steps"],
+            band["mean"],
+            f"correctly classified test points only{mean_of}",
+            color,
+            secondary=True,
+            band=shading(band),
+        )
 
 
 def ratio_legend(ax: plt.Axes, runs: list[Run]) -> None:
@@ -308,8 +349,12 @@ def plot_overlay(runs: list[Run], out_dir: Path, name: str = "fig35_overlay") ->
     ratio_axes(ax)
     ratio_legend(ax, runs)
     if len(seeds_of(runs)) > 1:
-        ax.set_title("final robust ratio: " + " · ".join(f"{MODEL_NAMES[m]} {with_ci(*v)}" for m, v in final.items())
-                     + f"\n{seeds_note(runs)}", fontsize=8)
+        ax.set_title(
+            "final robust ratio: "
+            + " · ".join(f"{MODEL_NAMES[m]} {with_ci(*v)}" for m, v in final.items())
+            + f"\n{seeds_note(runs)}",
+            fontsize=8,
+        )
     finish(fig, f"Robust ratio on the test set: {MODEL_NAMES['M']} vs {MODEL_NAMES['M_R']}", runs_footer(runs))
     return save_figure(fig, out_dir, name)
 
@@ -338,19 +383,45 @@ def plot_per_class(runs: list[Run], out_dir: Path, name: str = "fig4_robust_per_
     seeds = len(seeds_of(runs))
     classes = np.arange(classes_n)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    label = "robust training images (bar label: share of the class)" if seeds == 1 else \
-        f"robust training images, mean of {seeds_text(seeds)}\n(error bar: {BAND_MEANING}; bar label: share of the class)"
-    ax.bar(classes, robust["mean"], color=MODEL_COLORS["M"], label=label,
-           yerr=None if seeds == 1 else error_bars(robust), capsize=3, error_kw={"lw": 1, "ecolor": "0.2"})
+    label = (
+        "robust training images (bar label: share of the class)"
+        if seeds == 1
+        else f"robust training images, mean of {seeds_text(seeds)}\n(error bar: {BAND_MEANING}; bar label: share of the class)"
+    )
+    ax.bar(
+        classes,
+        robust["mean"],
+        color=MODEL_COLORS["M"],
+        label=label,
+        yerr=None if seeds == 1 else error_bars(robust),
+        capsize=3,
+        error_kw={"lw": 1, "ecolor": "0.2"},
+    )
     tops = np.fmax(robust["mean"], robust["high"])  # share labels sit above the error bar, not on it
     for x, top, s in zip(classes, tops, share):
-        ax.annotate(f"{s:.0%}" if np.isfinite(s) else "", (x, top), xytext=(0, 2), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=7)
-    taken = [r.metrics["subset"]["per_class_taken"] for r in runs  # null: that seed did not retrain
-             if r.metrics.get("subset", {}).get("per_class_taken") is not None]
+        ax.annotate(
+            f"{s:.0%}" if np.isfinite(s) else "",
+            (x, top),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    taken = [
+        r.metrics["subset"]["per_class_taken"]
+        for r in runs  # null: that seed did not retrain
+        if r.metrics.get("subset", {}).get("per_class_taken") is not None
+    ]
     if taken:
-        ax.axhline(np.mean(taken), color=PALETTE[3], ls="--", lw=1,
-                   label=f"taken per class to train {MODEL_NAMES['M_R']}: {joined(taken)}" + (" (line: mean)" if len(set(taken)) > 1 else ""))
+        ax.axhline(
+            np.mean(taken),
+            color=PALETTE[3],
+            ls="--",
+            lw=1,
+            label=f"taken per class to train {MODEL_NAMES['M_R']}: {joined(taken)}"
+            + (" (line: mean)" if len(set(taken)) > 1 else ""),
+        )
     ax.set_xticks(classes, [runs[0].label(int(c)) for c in classes])
     ax.set_xlabel("class")
     ax.set_ylabel("robust training images")
@@ -405,9 +476,16 @@ def write_summary(runs: list[Run], path: Path) -> Path:
     for quantity, value in SUMMARY.items():
         mean, low, high = over_seeds(runs, lambda r: logged(r.metrics, value))
         per_seed = {str(r.metrics["seed"]): logged(r.metrics, value) for r in runs}
-        rows.append({"quantity": quantity, "seeds": sum(np.isfinite(v) for v in per_seed.values()),
-                     "mean": mean, "ci_low": low, "ci_high": high,
-                     "per_seed": " ".join(f"{seed}:{v:g}" for seed, v in per_seed.items())})
+        rows.append(
+            {
+                "quantity": quantity,
+                "seeds": sum(np.isfinite(v) for v in per_seed.values()),
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "per_seed": " ".join(f"{seed}:{v:g}" for seed, v in per_seed.items()),
+            }
+        )
     return results.write_table(path, {k: [row[k] for row in rows] for k in rows[0]})
 
 

@@ -67,7 +67,10 @@ def footer(runs: dict | Sequence[dict]) -> str:
     points = joined(r["M"]["test"]["points"] for r in runs if "M" in r)
     schemes = distinct(r.get("perturbation", "?") for r in runs)
     scheme = schemes[0] if len(schemes) == 1 else f"{len(schemes)} perturbation settings"
-    return provenance(runs, [f"{data}, RPR on {points} test points", scheme, f"MAX_STEPS={joined(r.get('max_steps', '?') for r in runs)}"])
+    return provenance(
+        runs,
+        [f"{data}, RPR on {points} test points", scheme, f"MAX_STEPS={joined(r.get('max_steps', '?') for r in runs)}"],
+    )
 
 
 def finish(fig: plt.Figure, title: str, footer_text: str) -> None:
@@ -95,8 +98,17 @@ def save_figure(fig: plt.Figure, out_dir: str | Path, name: str) -> list[Path]:
         plt.close(fig)
 
 
-def draw_curve(ax: plt.Axes, steps: np.ndarray, ratio: np.ndarray, label: str, color, *, secondary: bool = False,
-               band: tuple[np.ndarray, np.ndarray] | None = None, end_label: str | None = "above") -> None:
+def draw_curve(
+    ax: plt.Axes,
+    steps: np.ndarray,
+    ratio: np.ndarray,
+    label: str,
+    color,
+    *,
+    secondary: bool = False,
+    band: tuple[np.ndarray, np.ndarray] | None = None,
+    end_label: str | None = "above",
+) -> None:
     """One robust-ratio-vs-MAX_STEPS line; ``secondary`` draws it thin and dashed beside a main one.
 
     ``band`` (low, high) shades the spread over seeds. ``end_label`` ("above", "below" or None)
@@ -109,8 +121,16 @@ def draw_curve(ax: plt.Axes, steps: np.ndarray, ratio: np.ndarray, label: str, c
     if end_label and len(steps):
         ax.plot(steps[-1], ratio[-1], "o", color=color, ms=4 if secondary else 6)
         up = end_label == "above"
-        ax.annotate(f"{ratio[-1]:.3f}", (steps[-1], ratio[-1]), xytext=(-4, 5 if up else -5), textcoords="offset points",
-                    ha="right", va="bottom" if up else "top", fontsize=8, color=color)
+        ax.annotate(
+            f"{ratio[-1]:.3f}",
+            (steps[-1], ratio[-1]),
+            xytext=(-4, 5 if up else -5),
+            textcoords="offset points",
+            ha="right",
+            va="bottom" if up else "top",
+            fontsize=8,
+            color=color,
+        )
 
 
 def ratio_axes(ax: plt.Axes) -> None:

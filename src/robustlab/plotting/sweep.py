@@ -25,7 +25,16 @@ from robustlab.robustness.rpr import RPRResult
 from robustlab.runs.layout import metrics_path
 
 BAND_COLUMNS = ("perturbation", "max_steps", "seeds", "mean", "ci_low", "ci_high")
-CSV_COLUMNS = ("scheme", "perturbation", "seed", "max_steps", "robust_ratio", "robust_ratio_of_correct", "test_accuracy", "run_dir")
+CSV_COLUMNS = (
+    "scheme",
+    "perturbation",
+    "seed",
+    "max_steps",
+    "robust_ratio",
+    "robust_ratio_of_correct",
+    "test_accuracy",
+    "run_dir",
+)
 
 
 @dataclass
@@ -42,9 +51,13 @@ class SweepRun:
         m, test = self.metrics, self.metrics["M"]["test"]
         return {
             "scheme": m.get("scheme") or m["perturbation"].split("(")[0],  # runs before `scheme` was logged
-            "perturbation": m["perturbation"], "seed": m["seed"], "max_steps": m["max_steps"],
-            "robust_ratio": test["robust_ratio"], "robust_ratio_of_correct": test["robust_ratio_of_correct"],
-            "test_accuracy": m["M"]["test_accuracy"], "run_dir": str(self.path),
+            "perturbation": m["perturbation"],
+            "seed": m["seed"],
+            "max_steps": m["max_steps"],
+            "robust_ratio": test["robust_ratio"],
+            "robust_ratio_of_correct": test["robust_ratio_of_correct"],
+            "test_accuracy": m["M"]["test_accuracy"],
+            "run_dir": str(self.path),
         }
 
 
@@ -62,8 +75,10 @@ def load_job(job: Path) -> SweepRun | None:
 def collect_runs(multirun: str | Path) -> list[SweepRun]:
     multirun = Path(multirun)
     require(multirun.is_dir(), f"multirun directory not found: {multirun}")
-    require(not metrics_path(multirun).is_file(),
-            f"{multirun} is a single run directory; plot it with `robustlab-plot rpr --run {multirun}`")
+    require(
+        not metrics_path(multirun).is_file(),
+        f"{multirun} is a single run directory; plot it with `robustlab-plot rpr --run {multirun}`",
+    )
     jobs = job_dirs(multirun)
     runs = [run for run in map(load_job, jobs) if run is not None]
     require(len(runs) > 0, f"no finished runs in {multirun} ({len(jobs)} job folders, none with {results.METRICS})")
@@ -72,7 +87,10 @@ def collect_runs(multirun: str | Path) -> list[SweepRun]:
 
 def setting_bands(runs: list[SweepRun]) -> dict[str, dict[str, np.ndarray]]:
     settings = sorted({r.setting for r in runs})
-    return {s: seed_band([(r.metrics["seed"], curve_series(r.rpr)["all"]) for r in runs if r.setting == s]) for s in settings}
+    return {
+        s: seed_band([(r.metrics["seed"], curve_series(r.rpr)["all"]) for r in runs if r.setting == s])
+        for s in settings
+    }
 
 
 def legend_extras() -> list:
@@ -88,16 +106,41 @@ def draw_sweep(runs: list[SweepRun], bands: dict[str, dict[str, np.ndarray]], ou
     for color, (setting, band) in zip(PALETTE * 10, bands.items()):
         ends = [r for r in runs if r.setting == setting]
         seeds = len({r.metrics["seed"] for r in ends})
-        draw_curve(ax, band["steps"], band["mean"], f"{setting} ({seeds_text(seeds)})",
-                   color, band=(band["low"], band["high"]), end_label=None)
-        ax.plot([r.metrics["max_steps"] for r in ends], [r.metrics["M"]["test"]["robust_ratio"] for r in ends],
-                "o", color=color, mec="white", ms=6, zorder=3)
+        draw_curve(
+            ax,
+            band["steps"],
+            band["mean"],
+            f"{setting} ({seeds_text(seeds)})",
+            color,
+            band=(band["low"], band["high"]),
+            end_label=None,
+        )
+        ax.plot(
+            [r.metrics["max_steps"] for r in ends],
+            [r.metrics["M"]["test"]["robust_ratio"] for r in ends],
+            "o",
+            color=color,
+            mec="white",
+            ms=6,
+            zorder=3,
+        )
     ratio_axes(ax)
     handles, _ = ax.get_legend_handles_labels()
     # Below the axes: perturbation descriptions are long and would hide curves inside the axes.
-    ax.legend(handles=handles + legend_extras(), loc="upper center", bbox_to_anchor=(0.5, 0), borderaxespad=4.5, fontsize=8, frameon=False)
+    ax.legend(
+        handles=handles + legend_extras(),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0),
+        borderaxespad=4.5,
+        fontsize=8,
+        frameon=False,
+    )
     ax.set_title("robust ratio over all test points", fontsize=8)
-    finish(fig, f"Robust ratio of {MODEL_NAMES['M']} on the test set vs MAX_STEPS, per perturbation setting", footer([r.metrics for r in runs]))
+    finish(
+        fig,
+        f"Robust ratio of {MODEL_NAMES['M']} on the test set vs MAX_STEPS, per perturbation setting",
+        footer([r.metrics for r in runs]),
+    )
     return save_figure(fig, out_dir, name)
 
 
@@ -119,5 +162,7 @@ def plot_sweep(multirun: str | Path, out_dir: str | Path, name: str = "sweep_rob
     ``out_dir``; returns the written paths."""
     runs, out_dir = collect_runs(multirun), Path(out_dir)
     bands = setting_bands(runs)
-    return draw_sweep(runs, bands, out_dir, name) + [write_csv(runs, out_dir / f"{name}.csv"),
-                                                     write_band_csv(bands, out_dir / f"{name}_band.csv")]
+    return draw_sweep(runs, bands, out_dir, name) + [
+        write_csv(runs, out_dir / f"{name}.csv"),
+        write_band_csv(bands, out_dir / f"{name}_band.csv"),
+    ]

@@ -25,8 +25,22 @@ from robustlab.errors import RobustlabError, require
 from robustlab.runs.layout import REPRODUCE
 from robustlab.stats import Interval, empty_interval, t_mean
 
-COLUMNS = ["experiment", "claim", "key", "where", "claimed", "mean", "ci_low", "ci_high", "n", "seeds",
-           "protocol", "ci_status", "verdict", "run_group"]
+COLUMNS = [
+    "experiment",
+    "claim",
+    "key",
+    "where",
+    "claimed",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+    "seeds",
+    "protocol",
+    "ci_status",
+    "verdict",
+    "run_group",
+]
 NOT_RUN = "not run"
 
 CLAIMS = Path(__file__).resolve().parents[3] / "paper" / "claims.yaml"
@@ -48,9 +62,18 @@ def claim_blocks(claims: dict | None = None) -> dict:
     claims = load_claims() if claims is None else claims
     require(isinstance(claims, dict) and claims, f"claims file {CLAIMS} lists no experiment blocks")
     for experiment, block in claims.items():
-        require(isinstance(block, dict) and block.get("run_group"), f"claims block '{experiment}' names no run_group (the config name whose runs answer it)")
-        require(isinstance(block.get("claims"), list), f"claims block '{experiment}' has no claims list (write `claims: []` if the source states none)")
-        require(isinstance(block.get("protocol_check") or {}, dict), f"claims block '{experiment}': protocol_check must map metric keys to the source's values")
+        require(
+            isinstance(block, dict) and block.get("run_group"),
+            f"claims block '{experiment}' names no run_group (the config name whose runs answer it)",
+        )
+        require(
+            isinstance(block.get("claims"), list),
+            f"claims block '{experiment}' has no claims list (write `claims: []` if the source states none)",
+        )
+        require(
+            isinstance(block.get("protocol_check") or {}, dict),
+            f"claims block '{experiment}': protocol_check must map metric keys to the source's values",
+        )
         for claim in block["claims"]:
             missing = [k for k in ("what", "key", "value", "where") if k not in claim]
             require(not missing, f"claims block '{experiment}': claim {claim} lacks {', '.join(missing)}")
@@ -93,7 +116,9 @@ def comparison(metrics: dict, claims: dict | None = None, missing_ok: bool = Fal
         if not applies(c, metrics):
             continue
         value = measured(metrics, c["key"]) if missing_ok else lookup(metrics, c["key"])
-        rows.append({"claim": c["what"], "key": c["key"], "claimed": c["value"], "reproduced": value, "where": c["where"]})
+        rows.append(
+            {"claim": c["what"], "key": c["key"], "claimed": c["value"], "reproduced": value, "where": c["where"]}
+        )
     return rows
 
 
@@ -116,8 +141,10 @@ def profile_runs(store: pd.DataFrame, profile: str, run_group: str) -> dict[str,
     overrides) share its name but answer other questions.
     """
     rows = store[(store["group"] == group_path(profile, run_group)) & (store["name"] == run_group)]
-    return {run_dir: {"seed": part["seed"].iloc[0], "metrics": dict(zip(part["metric"], part["value"]))}
-            for run_dir, part in rows.groupby("run_dir", sort=True)}
+    return {
+        run_dir: {"seed": part["seed"].iloc[0], "metrics": dict(zip(part["metric"], part["value"]))}
+        for run_dir, part in rows.groupby("run_dir", sort=True)
+    }
 
 
 def group_path(profile: str, run_group: str) -> str:
@@ -132,19 +159,26 @@ def answering(claim: dict, runs: dict[str, dict], where: str) -> dict[str, dict]
     """The runs a claim is about (its ``when`` holds); a ``when`` key no run has is a typo, not a filter."""
     chosen = dict(runs)
     for key, wanted in (claim.get("when") or {}).items():
-        require(not runs or any(key in r["metrics"] for r in runs.values()),
-                f"claim '{claim['what']}': `when` key '{key}' has no matching metric in run group {where}")
+        require(
+            not runs or any(key in r["metrics"] for r in runs.values()),
+            f"claim '{claim['what']}': `when` key '{key}' has no matching metric in run group {where}",
+        )
         chosen = {d: r for d, r in chosen.items() if key in r["metrics"] and _same(r["metrics"][key], wanted)}
     return chosen
 
 
 def claimed_values(claim: dict, runs: dict[str, dict], where: str) -> list[float]:
     for run_dir, run in runs.items():
-        require(claim["key"] in run["metrics"],
-                f"claim '{claim['what']}': key '{claim['key']}' has no matching metric in run group {where} (run {run_dir})")
+        require(
+            claim["key"] in run["metrics"],
+            f"claim '{claim['what']}': key '{claim['key']}' has no matching metric in run group {where} (run {run_dir})",
+        )
     seeds = [r["seed"] for r in runs.values()]
     require(all(_is_number(s) for s in seeds), f"claim '{claim['what']}': a run of group {where} records no seed")
-    require(len(set(seeds)) == len(seeds), f"claim '{claim['what']}': run group {where} has several runs of one seed ({seeds}); one run per seed expected")
+    require(
+        len(set(seeds)) == len(seeds),
+        f"claim '{claim['what']}': run group {where} has several runs of one seed ({seeds}); one run per seed expected",
+    )
     return [float(r["metrics"][claim["key"]]) for r in runs.values()]
 
 
@@ -167,7 +201,10 @@ def protocol_differences(check: dict, runs: dict[str, dict], where: str) -> tupl
     for key, source in (check or {}).items():
         values = []
         for run_dir, run in runs.items():
-            require(key in run["metrics"], f"protocol_check key '{key}' has no matching metric in run group {where} (run {run_dir})")
+            require(
+                key in run["metrics"],
+                f"protocol_check key '{key}' has no matching metric in run group {where} (run {run_dir})",
+            )
             values.append(run["metrics"][key])
         if not all(_same(v, source) for v in values):
             differing.append(key)
@@ -205,18 +242,36 @@ def verdict(status: str, differing: list[str], dataset_differs: str | None = Non
 def claim_row(experiment: str, block: dict, claim: dict, runs: dict[str, dict], profile: str) -> dict:
     where = group_path(profile, block["run_group"])
     chosen = answering(claim, runs, where)
-    row = {"experiment": experiment, "claim": claim["what"], "key": claim["key"], "where": claim["where"],
-           "claimed": float(claim["value"]), "run_group": where}
+    row = {
+        "experiment": experiment,
+        "claim": claim["what"],
+        "key": claim["key"],
+        "where": claim["where"],
+        "claimed": float(claim["value"]),
+        "run_group": where,
+    }
     if not chosen:
-        return row | _interval_columns(empty_interval()) | {"seeds": "", "protocol": "", "ci_status": NOT_RUN, "verdict": NOT_RUN}
+        return (
+            row
+            | _interval_columns(empty_interval())
+            | {"seeds": "", "protocol": "", "ci_status": NOT_RUN, "verdict": NOT_RUN}
+        )
     values = claimed_values(claim, chosen, where)
     finite = [v for v in values if not math.isnan(v)]
     interval = t_mean(finite) if finite else empty_interval()
     status = ci_status(row["claimed"], interval, len(values) - len(finite))
     protocol, differing = protocol_differences(claim_protocol(block, claim), chosen, where)
     seeds = ", ".join(_number(s) for s in sorted(float(r["seed"]) for r in chosen.values()))
-    return row | _interval_columns(interval) | {"seeds": seeds, "protocol": protocol, "ci_status": status,
-                                                    "verdict": verdict(status, differing, block.get("dataset_differs"))}
+    return (
+        row
+        | _interval_columns(interval)
+        | {
+            "seeds": seeds,
+            "protocol": protocol,
+            "ci_status": status,
+            "verdict": verdict(status, differing, block.get("dataset_differs")),
+        }
+    )
 
 
 def _interval_columns(interval: Interval) -> dict:

@@ -103,10 +103,15 @@ def inherent_section(root: Path, profile: str) -> str:
     )
     cal = m.get("calibration")
     if cal:  # where the calibrated point's strength came from (or why it was dropped)
-        out.append(f"Point `{cal['point']}`: {cal['param']} where M's mean {cal['split']} curve `{cal['curve']}` crosses "
-                   f"{cal['target']} ({cal['seeds']} seeds, `{Path(cal['source']).name}` group): "
-                   + (f"{cal['strength']:.4g}, used {cal['used']}.\n" if cal["used"] is not None
-                      else "not crossed at the measured strengths, so the point was not measured.\n"))
+        out.append(
+            f"Point `{cal['point']}`: {cal['param']} where M's mean {cal['split']} curve `{cal['curve']}` crosses "
+            f"{cal['target']} ({cal['seeds']} seeds, `{Path(cal['source']).name}` group): "
+            + (
+                f"{cal['strength']:.4g}, used {cal['used']}.\n"
+                if cal["used"] is not None
+                else "not crossed at the measured strengths, so the point was not measured.\n"
+            )
+        )
     for point, op in m["operating_points"].items():
         a = op["agreement"]
         rows = [

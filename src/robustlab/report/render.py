@@ -14,11 +14,30 @@ def _ci(row) -> str:
 
 
 def _cells(row) -> list[str]:
-    return [row["claim"], row["where"], _num(row["claimed"]), _num(row["mean"]), _ci(row), str(row["n"]),
-            row["protocol"] or "-", row["ci_status"], row["verdict"]]
+    return [
+        row["claim"],
+        row["where"],
+        _num(row["claimed"]),
+        _num(row["mean"]),
+        _ci(row),
+        str(row["n"]),
+        row["protocol"] or "-",
+        row["ci_status"],
+        row["verdict"],
+    ]
 
 
-HEADER = ["claim", "where", "claimed", "reproduced mean", "95% CI", "n seeds", "protocol of the runs", "CI status", "verdict"]
+HEADER = [
+    "claim",
+    "where",
+    "claimed",
+    "reproduced mean",
+    "95% CI",
+    "n seeds",
+    "protocol of the runs",
+    "CI status",
+    "verdict",
+]
 
 
 def markdown_grid(header: list[str], rows: list[list]) -> str:
@@ -33,13 +52,36 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return markdown_grid(HEADER, [_cells(row) for _, row in frame.iterrows()])
 
 
-TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 # The report's prose uses a few Greek letters and symbols; pdflatex with T1 fonts has no glyph for them as text.
-TEX_UNICODE = {"κ": r"$\kappa$", "ρ": r"$\rho$", "ε": r"$\varepsilon$", "σ": r"$\sigma$", "∞": r"$\infty$",
-               "≤": r"$\le$", "≥": r"$\ge$", "×": r"$\times$", "−": "-", "–": "--", "—": "---", "’": "'", "≈": r"$\approx$"}
+TEX_UNICODE = {
+    "κ": r"$\kappa$",
+    "ρ": r"$\rho$",
+    "ε": r"$\varepsilon$",
+    "σ": r"$\sigma$",
+    "∞": r"$\infty$",
+    "≤": r"$\le$",
+    "≥": r"$\ge$",
+    "×": r"$\times$",
+    "−": "-",
+    "–": "--",
+    "—": "---",
+    "’": "'",
+    "≈": r"$\approx$",
+}
 
 
 def tex(text) -> str:
@@ -60,8 +102,14 @@ def markdown_tex(text: str) -> list[str]:
         if grid:
             rows = [[c.strip().replace("\\|", "|") for c in GRID_CELL.split(g.strip())[1:-1]] for g in grid]
             head, body = rows[0], rows[2:]  # rows[1] is the ---|--- rule
-            lines.extend([r"\begin{table}[H]\centering", tex_grid([tex(h) for h in head], body, "l" * len(head)).rstrip(),
-                          r"\end{table}", ""])
+            lines.extend(
+                [
+                    r"\begin{table}[H]\centering",
+                    tex_grid([tex(h) for h in head], body, "l" * len(head)).rstrip(),
+                    r"\end{table}",
+                    "",
+                ]
+            )
             grid.clear()
 
     for line in text.splitlines():
@@ -80,8 +128,13 @@ def markdown_tex(text: str) -> list[str]:
 
 def tex_grid(head: list[str], rows: list[list], spec: str) -> str:
     """Every booktabs tabular of the report (no float); ``head`` is LaTeX already, the cells are escaped."""
-    lines = [r"{\footnotesize\setlength{\tabcolsep}{3pt}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(head) + r" \\", r"\midrule"]
+    lines = [
+        r"{\footnotesize\setlength{\tabcolsep}{3pt}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(head) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(tex(c) for c in row) + r" \\" for row in rows]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}"]) + "\n"
 
@@ -89,8 +142,19 @@ def tex_grid(head: list[str], rows: list[list], spec: str) -> str:
 def tex_table(frame: pd.DataFrame) -> str:
     """The claims tabular, for \\input in a table or a page of its own."""
     head = ["claim", "claimed", "mean", "95\\% CI", "$n$", "protocol of the runs", "CI status", "verdict"]
-    rows = [[row["claim"], _num(row["claimed"]), _num(row["mean"]), _ci(row), row["n"], row["protocol"] or "-",
-             row["ci_status"], _short_verdict(row["verdict"])] for _, row in frame.iterrows()]
+    rows = [
+        [
+            row["claim"],
+            _num(row["claimed"]),
+            _num(row["mean"]),
+            _ci(row),
+            row["n"],
+            row["protocol"] or "-",
+            row["ci_status"],
+            _short_verdict(row["verdict"]),
+        ]
+        for _, row in frame.iterrows()
+    ]
     return tex_grid(head, rows, "p{3.0cm}rrlrp{3.5cm}p{1.7cm}p{1.8cm}")
 
 

@@ -18,8 +18,12 @@ from robustlab.report.tables import Table, group_runs, num
 from robustlab.stats import Interval, paired_difference, t_mean
 
 # (run group, dataset label); a group without runs is left out of the section with one line.
-GROUPS = (("rpr_mnist", "MNIST-10k"), ("rpr_calibrated", "MNIST-10k"), ("rpr_fashion", "Fashion-MNIST"),
-          ("rpr_fashion_calibrated", "Fashion-MNIST"))
+GROUPS = (
+    ("rpr_mnist", "MNIST-10k"),
+    ("rpr_calibrated", "MNIST-10k"),
+    ("rpr_fashion", "Fashion-MNIST"),
+    ("rpr_fashion_calibrated", "Fashion-MNIST"),
+)
 MODELS = (("M", "M"), ("M_rand", "M_rand (random subset, same class counts)"), ("M_R", "M_R (robust subset)"))
 TITLE = "Does robust-subset retraining help?"
 
@@ -30,9 +34,13 @@ def point_of(run: dict) -> str:
     if not cal:
         return f"literal: {run.get('perturbation')}"
     if cal.get("strength") is None:  # the curve never reached the target: the run measured nothing
-        return f"calibrated: {cal['curve']} ({cal['split']} ratio {cal['target']} not crossed at the measured strengths)"
-    return (f"calibrated: {run.get('perturbation')} ({cal['split']} ratio {cal['target']} crossed at "
-            f"{cal['param']} = {cal['strength']:.4g})")
+        return (
+            f"calibrated: {cal['curve']} ({cal['split']} ratio {cal['target']} not crossed at the measured strengths)"
+        )
+    return (
+        f"calibrated: {run.get('perturbation')} ({cal['split']} ratio {cal['target']} crossed at "
+        f"{cal['param']} = {cal['strength']:.4g})"
+    )
 
 
 def by_point(runs: list[dict]) -> dict[str, list[dict]]:
@@ -88,23 +96,42 @@ def point_table(dataset: str, group: str, point: str, runs: list[dict], profile:
     for key, name in MODELS:
         acc, n_acc = _ci(_values(runs, f"{key}.test_accuracy"))
         ratio, n = _ci(_values(runs, f"{key}.test.robust_ratio"))
-        size = "" if key == "M" else "/".join(sorted({str(v) for v in (_size(r, key) for r in runs) if v is not None})) or "-"
+        size = (
+            ""
+            if key == "M"
+            else "/".join(sorted({str(v) for v in (_size(r, key) for r in runs) if v is not None})) or "-"
+        )
         rows.append([name, size or str(measured(runs[0], "data.train_images")), cell(acc), cell(ratio), str(n)])
     skipped = [r for r in runs if r.get("retrain_skipped")]
     train = _ci(_values(runs, "M_train.robust_ratio"))[0]
     not_reached = [r["calibration_not_reached"] for r in runs if r.get("calibration_not_reached")]
     if not_reached:  # a finding, not a failure: no strength within the measured ones gives the paper's number
-        return Table(f"{TITLE} {dataset}, {point.split(':')[0]}", note=(
-            f"{dataset}, {point}; run group `reproduce/{profile}/{group}`, {len(not_reached)} seed(s): nothing measured, "
-            f"because {not_reached[0]}."))
-    sentence = verdict(_values(runs, "M_R.test.robust_ratio"), _values(runs, "M_rand.test.robust_ratio"),
-                       len(skipped), skipped[0]["retrain_skipped"] if skipped else "")
+        return Table(
+            f"{TITLE} {dataset}, {point.split(':')[0]}",
+            note=(
+                f"{dataset}, {point}; run group `reproduce/{profile}/{group}`, {len(not_reached)} seed(s): nothing measured, "
+                f"because {not_reached[0]}."
+            ),
+        )
+    sentence = verdict(
+        _values(runs, "M_R.test.robust_ratio"),
+        _values(runs, "M_rand.test.robust_ratio"),
+        len(skipped),
+        skipped[0]["retrain_skipped"] if skipped else "",
+    )
     points = "/".join(sorted({str(measured(r, "M.test.points")) for r in runs}))
-    caption = (f"{dataset}, {point}; run group `reproduce/{profile}/{group}`; {points} test points; M's robust fraction of "
-               f"the training points {cell(train)}. Mean over seeds with its 95% Student's t interval; n: seeds. "
-               f"Verdict: {sentence}")
-    return Table(f"{TITLE} {dataset}, {point.split(':')[0]}", caption,
-                 ["model", "training images", "test accuracy", "robust ratio (test)", "n"], rows, "lrllr")
+    caption = (
+        f"{dataset}, {point}; run group `reproduce/{profile}/{group}`; {points} test points; M's robust fraction of "
+        f"the training points {cell(train)}. Mean over seeds with its 95% Student's t interval; n: seeds. "
+        f"Verdict: {sentence}"
+    )
+    return Table(
+        f"{TITLE} {dataset}, {point.split(':')[0]}",
+        caption,
+        ["model", "training images", "test accuracy", "robust ratio (test)", "n"],
+        rows,
+        "lrllr",
+    )
 
 
 def _size(run: dict, key: str):
@@ -117,7 +144,12 @@ def retraining_tables(root: Path, profile: str) -> list[Table]:
     for group, dataset in GROUPS:
         runs = group_runs(root, profile, group)
         if not runs:
-            tables.append(Table(f"{TITLE} {dataset}, {group}", note=f"`reproduce/{profile}/{group}` holds no finished run: nothing to compare here."))
+            tables.append(
+                Table(
+                    f"{TITLE} {dataset}, {group}",
+                    note=f"`reproduce/{profile}/{group}` holds no finished run: nothing to compare here.",
+                )
+            )
             continue
         for point, part in by_point(runs).items():
             tables.append(point_table(dataset, group, point, part, profile))
@@ -130,8 +162,12 @@ TOLERANCE = 0.05  # a ratio within this of the paper's number counts as "gives" 
 def both_targets(test_at_train: float, train_at_test: float, targets: dict, tolerance: float = TOLERANCE) -> bool:
     """Whether one strength gives both of the paper's numbers: at the test crossing the training fraction is
     within ``tolerance`` of its target, and at the training crossing the test ratio is within it of its own."""
-    return (not math.isnan(train_at_test) and abs(train_at_test - targets["train"]) <= tolerance
-            and not math.isnan(test_at_train) and abs(test_at_train - targets["test"]) <= tolerance)
+    return (
+        not math.isnan(train_at_test)
+        and abs(train_at_test - targets["train"]) <= tolerance
+        and not math.isnan(test_at_train)
+        and abs(test_at_train - targets["test"]) <= tolerance
+    )
 
 
 def _strength(value) -> str:
@@ -151,19 +187,48 @@ def operating_points(root: Path, profile: str) -> Table:
         return Table(title, note=f"`reproduce/{profile}/operating_point` holds no finished run: no crossings to show.")
     rows, sentences = [], []
     for _, r in table.iterrows():
-        rows.append([r["curve"], r["param"], _strength(r["test_crossing"]), num(r["train_at_test_crossing"]),
-                     _strength(r["train_crossing"]), num(r["test_at_train_crossing"]), str(r["seeds"])])
-        if r["test_crossing"] is not None and r["train_crossing"] is not None and not (
-                math.isnan(r["test_crossing"]) or math.isnan(r["train_crossing"])):
+        rows.append(
+            [
+                r["curve"],
+                r["param"],
+                _strength(r["test_crossing"]),
+                num(r["train_at_test_crossing"]),
+                _strength(r["train_crossing"]),
+                num(r["test_at_train_crossing"]),
+                str(r["seeds"]),
+            ]
+        )
+        if (
+            r["test_crossing"] is not None
+            and r["train_crossing"] is not None
+            and not (math.isnan(r["test_crossing"]) or math.isnan(r["train_crossing"]))
+        ):
             both = both_targets(r["test_at_train_crossing"], r["train_at_test_crossing"], PAPER_TARGETS)
-            sentences.append(f"{r['curve']}: {'one' if both else 'no single'} strength gives both "
-                             f"(test {PAPER_TARGETS['test']} at {r['param']} {_strength(r['test_crossing'])}, training fraction "
-                             f"there {num(r['train_at_test_crossing'])}; train {PAPER_TARGETS['train']} at "
-                             f"{_strength(r['train_crossing'])}, test ratio there {num(r['test_at_train_crossing'])})")
-    caption = (f"Crossings of the mean curve over seeds, interpolated between measured strengths ('-': not crossed within them). "
-               f"A ratio within {TOLERANCE} of the paper's counts as meeting it. " + "; ".join(sentences) + ".")
-    return Table(title, caption, ["curve", "parameter", f"test crosses {PAPER_TARGETS['test']} at", "train fraction there",
-                                  f"train crosses {PAPER_TARGETS['train']} at", "test ratio there", "seeds"], rows, "llrrrrr")
+            sentences.append(
+                f"{r['curve']}: {'one' if both else 'no single'} strength gives both "
+                f"(test {PAPER_TARGETS['test']} at {r['param']} {_strength(r['test_crossing'])}, training fraction "
+                f"there {num(r['train_at_test_crossing'])}; train {PAPER_TARGETS['train']} at "
+                f"{_strength(r['train_crossing'])}, test ratio there {num(r['test_at_train_crossing'])})"
+            )
+    caption = (
+        f"Crossings of the mean curve over seeds, interpolated between measured strengths ('-': not crossed within them). "
+        f"A ratio within {TOLERANCE} of the paper's counts as meeting it. " + "; ".join(sentences) + "."
+    )
+    return Table(
+        title,
+        caption,
+        [
+            "curve",
+            "parameter",
+            f"test crosses {PAPER_TARGETS['test']} at",
+            "train fraction there",
+            f"train crosses {PAPER_TARGETS['train']} at",
+            "test ratio there",
+            "seeds",
+        ],
+        rows,
+        "llrrrrr",
+    )
 
 
 def retraining_section(root: Path, profile: str) -> list[Table]:

@@ -18,9 +18,9 @@ class Layout:
     """How one generated file marks its profile sections."""
 
     heading: re.Pattern  # a line opening a section; group 1 is the profile's name
-    tail: str | None     # the text the last section stops before (None: the end of the text)
-    separator: str       # between sections, after each one's trailing blank lines are stripped
-    ending: str          # after the last section
+    tail: str | None  # the text the last section stops before (None: the end of the text)
+    separator: str  # between sections, after each one's trailing blank lines are stripped
+    ending: str  # after the last section
 
 
 MARKDOWN = Layout(re.compile(r"^## Profile `([^`]+)`$", re.M), None, "\n\n", "\n")
@@ -36,7 +36,7 @@ def split(text: str, layout: Layout) -> tuple[str, dict[str, str], str]:
     if not starts:
         return text[:end], {}, text[end:]
     bounds = [m.start() for m in starts] + [end]
-    sections = {m.group(1): text[bounds[i]: bounds[i + 1]] for i, m in enumerate(starts)}
+    sections = {m.group(1): text[bounds[i] : bounds[i + 1]] for i, m in enumerate(starts)}
     return text[: bounds[0]], sections, text[end:]
 
 

@@ -33,8 +33,10 @@ ATTACKS = ("exact", "fgsm", "pgd")
 
 
 def check_epsilon(eps: float) -> float:
-    require(isinstance(eps, (int, float, np.floating)) and math.isfinite(eps) and eps >= 0,
-            f"attack epsilon must be a finite number >= 0, got {eps}")
+    require(
+        isinstance(eps, (int, float, np.floating)) and math.isfinite(eps) and eps >= 0,
+        f"attack epsilon must be a finite number >= 0, got {eps}",
+    )
     return float(eps)
 
 
@@ -49,9 +51,18 @@ def linspace_grid(spec) -> np.ndarray:
     """``{start, stop, num}`` (np.linspace, as the blog's grid) or an explicit list of epsilons."""
     if hasattr(spec, "keys"):
         missing = [k for k in ("start", "stop", "num") if k not in spec]
-        require(not missing, f"an epsilon grid needs start, stop and num (or a list of epsilons); missing {', '.join(missing)}")
-        require(isinstance(spec["num"], int) and spec["num"] >= 1, f"the epsilon grid's num must be an integer >= 1, got {spec['num']}")
-        require(spec["stop"] >= spec["start"], f"the epsilon grid's stop ({spec['stop']}) is below its start ({spec['start']})")
+        require(
+            not missing,
+            f"an epsilon grid needs start, stop and num (or a list of epsilons); missing {', '.join(missing)}",
+        )
+        require(
+            isinstance(spec["num"], int) and spec["num"] >= 1,
+            f"the epsilon grid's num must be an integer >= 1, got {spec['num']}",
+        )
+        require(
+            spec["stop"] >= spec["start"],
+            f"the epsilon grid's stop ({spec['stop']}) is below its start ({spec['start']})",
+        )
         return check_grid(np.linspace(float(spec["start"]), float(spec["stop"]), num=spec["num"]))
     return check_grid(spec)
 
@@ -65,7 +76,9 @@ def _per_sample(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
 
 
-def linear_worst_case(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, eps: float, clip: bool = False) -> torch.Tensor:
+def linear_worst_case(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, eps: float, clip: bool = False
+) -> torch.Tensor:
     """x - eps y sign(w): the exact l-inf worst case of a linear scorer w.x + b, labels -1/+1.
 
     With ``clip`` it is still exact within the valid images: each pixel goes to the end of
@@ -79,9 +92,11 @@ def linear_worst_case(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, eps: fl
 def linear_weights(model) -> torch.Tensor:
     """The weight vector of a binary linear model (attribute ``w``); one line for anything else."""
     w = getattr(model, "w", None)
-    require(isinstance(w, torch.Tensor) and w.dim() == 1,
-            f"the exact linear attack needs a binary linear model with a weight vector w (e.g. LinearHinge), "
-            f"got {type(model).__name__}; use attack fgsm or pgd for other models")
+    require(
+        isinstance(w, torch.Tensor) and w.dim() == 1,
+        f"the exact linear attack needs a binary linear model with a weight vector w (e.g. LinearHinge), "
+        f"got {type(model).__name__}; use attack fgsm or pgd for other models",
+    )
     return w
 
 
@@ -105,8 +120,17 @@ def fgsm(model, x: torch.Tensor, y: torch.Tensor, eps: float, clip: bool = False
     return _clipped(x + eps * input_gradient(model, x, y).sign(), clip).detach()
 
 
-def pgd(model, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 20, step_size: float | None = None,
-        clip: bool = False, random_start: bool = False, seed: int = 0) -> torch.Tensor:
+def pgd(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int = 20,
+    step_size: float | None = None,
+    clip: bool = False,
+    random_start: bool = False,
+    seed: int = 0,
+) -> torch.Tensor:
     """Projected signed-gradient ascent in the l-inf ball (Madry et al.); step size 2.5 eps / steps by default."""
     eps = check_epsilon(eps)
     require(isinstance(steps, int) and steps >= 1, f"pgd steps must be an integer >= 1, got {steps}")
@@ -115,7 +139,9 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 20, st
     x_adv = x.detach().clone()
     if random_start:
         generator = torch.Generator(device=x.device).manual_seed(seed)
-        x_adv = _clipped(x_adv + (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps, clip)
+        x_adv = _clipped(
+            x_adv + (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps, clip
+        )
     for _ in range(steps):
         x_adv = x_adv + step * input_gradient(model, x_adv, y).sign()
         x_adv = _clipped(torch.minimum(torch.maximum(x_adv, x - eps), x + eps), clip)
@@ -135,7 +161,9 @@ class Attack:
     def __post_init__(self):
         require(self.name in ATTACKS, f"unknown attack '{self.name}'; choose one of {', '.join(ATTACKS)}")
         if self.name == "pgd":
-            require(isinstance(self.steps, int) and self.steps >= 1, f"pgd steps must be an integer >= 1, got {self.steps}")
+            require(
+                isinstance(self.steps, int) and self.steps >= 1, f"pgd steps must be an integer >= 1, got {self.steps}"
+            )
 
     @property
     def label(self) -> str:
@@ -171,14 +199,24 @@ def _device(model) -> torch.device:
 def check_labels(model, images: torch.Tensor, labels: torch.Tensor) -> None:
     """One forward pass on one image tells binary from multi-class; labels must fit the kind."""
     require(len(images) > 0, "no images to attack; check the data split and subset sizes")
-    require(labels.dim() == 1 and len(labels) == len(images), f"need one label per image: {len(labels)} labels for {len(images)} images")
+    require(
+        labels.dim() == 1 and len(labels) == len(images),
+        f"need one label per image: {len(labels)} labels for {len(images)} images",
+    )
     with torch.no_grad():
         scores = model(images[:1].to(_device(model)))
-    require(scores.dim() in (1, 2), f"the model must return scores (N,) or logits (N, K), got shape {tuple(scores.shape)}")
+    require(
+        scores.dim() in (1, 2), f"the model must return scores (N,) or logits (N, K), got shape {tuple(scores.shape)}"
+    )
     if scores.dim() == 1:
-        require(bool(((labels == 1) | (labels == -1)).all()), "a binary model (scores of shape (N,)) needs labels -1/+1")
+        require(
+            bool(((labels == 1) | (labels == -1)).all()), "a binary model (scores of shape (N,)) needs labels -1/+1"
+        )
     else:
-        require(bool(((labels >= 0) & (labels < scores.shape[1])).all()), f"labels must be classes 0..{scores.shape[1] - 1} of the model")
+        require(
+            bool(((labels >= 0) & (labels < scores.shape[1])).all()),
+            f"labels must be classes 0..{scores.shape[1] - 1} of the model",
+        )
 
 
 def attacked(model, images: torch.Tensor, labels: torch.Tensor, eps: float, attack: AttackFn, batch_size: int = 1000):
@@ -193,17 +231,30 @@ def attacked(model, images: torch.Tensor, labels: torch.Tensor, eps: float, atta
     return torch.cat(adv), torch.cat(scores)
 
 
-def accuracy_under_attack(model, images: torch.Tensor, labels: torch.Tensor, epsilons: Sequence[float], attack: AttackFn,
-                          batch_size: int = 1000) -> np.ndarray:
+def accuracy_under_attack(
+    model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epsilons: Sequence[float],
+    attack: AttackFn,
+    batch_size: int = 1000,
+) -> np.ndarray:
     """Accuracy of ``model`` on the attacked images, one value per epsilon of the grid."""
     grid = check_grid(epsilons)
-    require(isinstance(batch_size, int) and batch_size >= 1, f"attack batch_size must be an integer >= 1, got {batch_size}")
+    require(
+        isinstance(batch_size, int) and batch_size >= 1, f"attack batch_size must be an integer >= 1, got {batch_size}"
+    )
     if hasattr(attack, "check"):
         attack.check(model)
     if isinstance(model, nn.Module):
         model.eval()
     check_labels(model, images, labels)
-    return np.array([float(correct(attacked(model, images, labels, eps, attack, batch_size)[1], labels).float().mean()) for eps in grid])
+    return np.array(
+        [
+            float(correct(attacked(model, images, labels, eps, attack, batch_size)[1], labels).float().mean())
+            for eps in grid
+        ]
+    )
 
 
 def clean_accuracy(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:

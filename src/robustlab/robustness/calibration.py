@@ -22,8 +22,21 @@ import pandas as pd
 from robustlab.errors import require
 
 RESULTS = "operating_point.csv"  # one per operating-point run (one seed)
-COLUMNS = ("curve", "scheme", "param", "strength", "split", "points", "robust", "robust_ratio", "cp_low", "cp_high",
-           "clean_accuracy", "max_steps", "seed")
+COLUMNS = (
+    "curve",
+    "scheme",
+    "param",
+    "strength",
+    "split",
+    "points",
+    "robust",
+    "robust_ratio",
+    "cp_low",
+    "cp_high",
+    "clean_accuracy",
+    "max_steps",
+    "seed",
+)
 # The paper's two numbers for M (Sec. 2.3): robust ratio on the test set, robust fraction of the training set.
 PAPER_TARGETS = {"test": 0.2957, "train": 0.7128}
 
@@ -36,7 +49,10 @@ def crossing(strengths, ratios, target: float) -> float | None:
     increasing strength is taken. A point exactly on the target is its own crossing.
     """
     x, y = np.asarray(strengths, dtype=float), np.asarray(ratios, dtype=float)
-    require(x.ndim == 1 and x.shape == y.shape and x.size >= 1, f"crossing needs one ratio per strength, got {x.shape} and {y.shape}")
+    require(
+        x.ndim == 1 and x.shape == y.shape and x.size >= 1,
+        f"crossing needs one ratio per strength, got {x.shape} and {y.shape}",
+    )
     require(bool(np.all(np.diff(x) > 0)), f"crossing needs strictly increasing strengths, got {x.tolist()}")
     ok = ~np.isnan(y)
     x, y = x[ok], y[ok]
@@ -60,7 +76,10 @@ def value_at(strengths, ratios, strength: float) -> float:
 def job_folders(folder: Path) -> list[Path]:
     """The seeds' job folders of a run group (or the folder itself for one run) holding ``operating_point.csv``."""
     folder = Path(folder)
-    require(folder.is_dir(), f"operating-point results not found: {folder} is not a folder; run the operating_point group first")
+    require(
+        folder.is_dir(),
+        f"operating-point results not found: {folder} is not a folder; run the operating_point group first",
+    )
     if (folder / RESULTS).is_file():
         return [folder]
     jobs = sorted(p for p in folder.iterdir() if p.is_dir() and (p / RESULTS).is_file())
@@ -80,12 +99,17 @@ def load_results(folder: Path) -> pd.DataFrame:
 def mean_curves(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean robust ratio over seeds per curve, split and strength (with the number of seeds)."""
     grouped = frame.groupby(["curve", "scheme", "param", "split", "strength"], sort=True)
-    return grouped.agg(mean=("robust_ratio", "mean"), seeds=("seed", "nunique"), max_steps=("max_steps", "first")).reset_index()
+    return grouped.agg(
+        mean=("robust_ratio", "mean"), seeds=("seed", "nunique"), max_steps=("max_steps", "first")
+    ).reset_index()
 
 
 def curve_crossing(curves: pd.DataFrame, curve: str, split: str, target: float) -> float | None:
     part = curves[(curves["curve"] == curve) & (curves["split"] == split)].sort_values("strength")
-    require(len(part) > 0, f"no {split} curve '{curve}' in the operating-point results; known: {sorted(set(curves['curve']))}")
+    require(
+        len(part) > 0,
+        f"no {split} curve '{curve}' in the operating-point results; known: {sorted(set(curves['curve']))}",
+    )
     return crossing(part["strength"], part["mean"], target)
 
 
@@ -98,12 +122,21 @@ def calibration_record(folder: Path, curve: str, split: str = "test", target: fl
     curves = mean_curves(load_results(folder))
     strength = curve_crossing(curves, curve, split, target)
     part = curves[(curves["curve"] == curve) & (curves["split"] == split)].sort_values("strength")
-    record = {"source": str(Path(folder).resolve()), "curve": curve, "split": split, "target": target,
-              "param": str(part["param"].iloc[0]), "strength": strength, "seeds": int(part["seeds"].min()),
-              "max_steps": int(part["max_steps"].iloc[0])}
+    record = {
+        "source": str(Path(folder).resolve()),
+        "curve": curve,
+        "split": split,
+        "target": target,
+        "param": str(part["param"].iloc[0]),
+        "strength": strength,
+        "seeds": int(part["seeds"].min()),
+        "max_steps": int(part["max_steps"].iloc[0]),
+    }
     if strength is None:
-        record["not_reached"] = (f"M's {split} curve '{curve}' never crosses {target} at the measured strengths "
-                                 f"{part['strength'].tolist()} (mean ratios {[round(v, 4) for v in part['mean']]})")
+        record["not_reached"] = (
+            f"M's {split} curve '{curve}' never crosses {target} at the measured strengths "
+            f"{part['strength'].tolist()} (mean ratios {[round(v, 4) for v in part['mean']]})"
+        )
     return record
 
 
@@ -114,8 +147,14 @@ def calibrated_strength(folder: Path, curve: str, split: str = "test", target: f
     return record
 
 
-def calibrate_scheme(scheme: dict, source: Path, split: str = "test", target: float | None = None,
-                     curve: str | None = None, max_steps: int | None = None) -> tuple[dict, dict]:
+def calibrate_scheme(
+    scheme: dict,
+    source: Path,
+    split: str = "test",
+    target: float | None = None,
+    curve: str | None = None,
+    max_steps: int | None = None,
+) -> tuple[dict, dict]:
     """(record, the scheme config at the calibrated strength) for a perturbation config given as a dict.
 
     ``curve`` defaults to the operating-point curve of this scheme (pixels_<count>_<value> for pixels, else its
@@ -125,11 +164,16 @@ def calibrate_scheme(scheme: dict, source: Path, split: str = "test", target: fl
     """
     curve = curve or (f"pixels_{scheme['count']}_{scheme['value']}" if scheme["name"] == "pixels" else scheme["name"])
     record = calibration_record(Path(source), curve, split, target)
-    require(max_steps is None or record["max_steps"] == max_steps, f"calibrate.source={source} measured MAX_STEPS "
-            f"{record['max_steps']}, this run uses {max_steps}; a strength calibrated at one MAX_STEPS says nothing at another")
+    require(
+        max_steps is None or record["max_steps"] == max_steps,
+        f"calibrate.source={source} measured MAX_STEPS "
+        f"{record['max_steps']}, this run uses {max_steps}; a strength calibrated at one MAX_STEPS says nothing at another",
+    )
     if record["strength"] is None:
         return record | {"used": None}, scheme
-    value = max(1, round(record["strength"])) if record["param"] == "k" else float(record["strength"])  # k counts pixels
+    value = (
+        max(1, round(record["strength"])) if record["param"] == "k" else float(record["strength"])
+    )  # k counts pixels
     return record | {"used": value}, {**scheme, **{name: value for name in record["param"].split("+")}}
 
 
@@ -146,6 +190,8 @@ def crossing_table(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{split}_crossing"] = None if p is None else crossing(p["strength"], p["mean"], target)
         for split, other in (("test", "train"), ("train", "test")):
             at, p = row[f"{other}_crossing"], by_split.get(split)
-            row[f"{split}_at_{other}_crossing"] = math.nan if at is None or p is None else value_at(p["strength"], p["mean"], at)
+            row[f"{split}_at_{other}_crossing"] = (
+                math.nan if at is None or p is None else value_at(p["strength"], p["mean"], at)
+            )
         rows.append(row)
     return pd.DataFrame(rows)

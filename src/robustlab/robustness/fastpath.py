@@ -40,11 +40,15 @@ PROBE_BATCH = 64
 
 def check_options(batch_size=128, compile=False, autocast=None, prefix: str = "rpr") -> None:
     """Fail in one line on a bad fast-path value before any work. ``prefix`` names the config group."""
-    require(batch_size == "auto" or (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1),
-            f"{prefix}.batch_size must be a positive integer or auto, got {batch_size}")
+    require(
+        batch_size == "auto" or (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1),
+        f"{prefix}.batch_size must be a positive integer or auto, got {batch_size}",
+    )
     require(isinstance(compile, bool), f"{prefix}.compile must be true or false, got {compile}")
-    require(autocast is None or autocast in AUTOCAST_DTYPES,
-            f"{prefix}.autocast must be null, {' or '.join(AUTOCAST_DTYPES)}, got {autocast}")
+    require(
+        autocast is None or autocast in AUTOCAST_DTYPES,
+        f"{prefix}.autocast must be null, {' or '.join(AUTOCAST_DTYPES)}, got {autocast}",
+    )
 
 
 def _first_line(error: BaseException) -> str:
@@ -54,7 +58,9 @@ def _first_line(error: BaseException) -> str:
 class FastForward(nn.Module):
     """``model``'s forward pass with the chosen fast-path options. It returns float32 scores under autocast."""
 
-    def __init__(self, model: nn.Module, channels_last: bool = False, compile: bool = False, autocast: str | None = None):
+    def __init__(
+        self, model: nn.Module, channels_last: bool = False, compile: bool = False, autocast: str | None = None
+    ):
         super().__init__()
         check_options(compile=compile, autocast=autocast)
         self.model = copy.deepcopy(model).eval()
@@ -74,7 +80,9 @@ class FastForward(nn.Module):
             return None
 
     def _fall_back(self, error: Exception) -> None:
-        log.warning("torch.compile failed (%s: %s); running the model eagerly", type(error).__name__, _first_line(error))
+        log.warning(
+            "torch.compile failed (%s: %s); running the model eagerly", type(error).__name__, _first_line(error)
+        )
         self.compiled = None
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +104,9 @@ class FastForward(nn.Module):
         return scores.float()
 
 
-def fast_forward(model: nn.Module, channels_last: bool = False, compile: bool = False, autocast: str | None = None) -> nn.Module:
+def fast_forward(
+    model: nn.Module, channels_last: bool = False, compile: bool = False, autocast: str | None = None
+) -> nn.Module:
     """``model`` itself in eval mode when every option is off (the plain path), else a FastForward copy."""
     if not (channels_last or compile or autocast):
         return model.eval()

@@ -59,8 +59,12 @@ class Pixels(Perturbation):
 
     def __post_init__(self) -> None:
         require(self.k is None or self.k >= 1, f"perturbation.k must be >= 1 (got {self.k}); use null for sqrt(pixels)")
-        require(self.count in ("uniform", "exact"), f"perturbation.count must be 'uniform' or 'exact', got '{self.count}'")
-        require(self.value in ("uniform", "binary"), f"perturbation.value must be 'uniform' or 'binary', got '{self.value}'")
+        require(
+            self.count in ("uniform", "exact"), f"perturbation.count must be 'uniform' or 'exact', got '{self.count}'"
+        )
+        require(
+            self.value in ("uniform", "binary"), f"perturbation.value must be 'uniform' or 'binary', got '{self.value}'"
+        )
 
     def resolved_k(self, height: int, width: int) -> int:
         return self.k if self.k is not None else math.isqrt(height * width)
@@ -69,7 +73,10 @@ class Pixels(Perturbation):
         super().check_images(shape)
         pixels = shape[1] * shape[2]
         k = self.resolved_k(shape[1], shape[2])
-        require(k <= pixels, f"perturbation.k={k} is larger than the {pixels} pixels of a {shape[1]}x{shape[2]} image; lower it")
+        require(
+            k <= pixels,
+            f"perturbation.k={k} is larger than the {pixels} pixels of a {shape[1]}x{shape[2]} image; lower it",
+        )
 
     def _apply(self, images: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         n, c, h, w = images.shape
@@ -163,12 +170,21 @@ class Blur(Perturbation):
     name = "blur"
 
     def __post_init__(self) -> None:
-        require(self.kernel_size >= 1 and self.kernel_size % 2 == 1, f"perturbation.kernel_size must be odd and >= 1, got {self.kernel_size}")
-        require(0 < self.sigma_min <= self.sigma_max, f"perturbation needs 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        require(
+            self.kernel_size >= 1 and self.kernel_size % 2 == 1,
+            f"perturbation.kernel_size must be odd and >= 1, got {self.kernel_size}",
+        )
+        require(
+            0 < self.sigma_min <= self.sigma_max,
+            f"perturbation needs 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}",
+        )
 
     def check_images(self, shape: tuple[int, ...]) -> None:
         super().check_images(shape)
-        require(self.kernel_size // 2 < min(shape[1:]), f"perturbation.kernel_size={self.kernel_size} is too large for {shape[1]}x{shape[2]} images")
+        require(
+            self.kernel_size // 2 < min(shape[1:]),
+            f"perturbation.kernel_size={self.kernel_size} is too large for {shape[1]}x{shape[2]} images",
+        )
 
     def _apply(self, images: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         n, c, h, w = images.shape

@@ -117,11 +117,14 @@ class RPRResult:
     @classmethod
     def from_columns(cls, columns, max_steps: int) -> RPRResult:
         get = lambda name: np.asarray(columns[name], dtype=np.int64)  # noqa: E731
-        return cls(get("index"), get("label"), get("clean_pred"), get("first_failure"), get("fail_pred"), int(max_steps))
+        return cls(
+            get("index"), get("label"), get("clean_pred"), get("first_failure"), get("fail_pred"), int(max_steps)
+        )
 
 
-def as_scores_fn(model: nn.Module | ScoresFn, channels_last: bool = False, compile: bool = False,
-                 autocast: str | None = None) -> tuple[ScoresFn, torch.device]:
+def as_scores_fn(
+    model: nn.Module | ScoresFn, channels_last: bool = False, compile: bool = False, autocast: str | None = None
+) -> tuple[ScoresFn, torch.device]:
     """Wrap any classifier as ``batch -> class scores`` and find the device it wants inputs on.
 
     The fast-path options (``robustness.fastpath``: channels_last, torch.compile, autocast) apply to
@@ -153,12 +156,17 @@ def predict(fn: ScoresFn, images: torch.Tensor, batch_size: int) -> tuple[torch.
     return torch.cat(preds), classes
 
 
-def check_inputs(fn: ScoresFn, model, images: torch.Tensor, labels: torch.Tensor, perturbation: Perturbation, max_steps: int) -> None:
+def check_inputs(
+    fn: ScoresFn, model, images: torch.Tensor, labels: torch.Tensor, perturbation: Perturbation, max_steps: int
+) -> None:
     """Every check that can run before any perturbation work, each failing with one line."""
     require(isinstance(max_steps, int) and max_steps >= 1, f"rpr.max_steps must be a positive integer, got {max_steps}")
     require(len(images) > 0, "the dataset to measure is empty; check the data split and subset sizes")
     require(images.dim() == 4, f"images must be shaped (N, C, H, W), got {tuple(images.shape)}")
-    require(labels.dim() == 1 and len(labels) == len(images), f"need one label per image: {len(labels)} labels for {len(images)} images")
+    require(
+        labels.dim() == 1 and len(labels) == len(images),
+        f"need one label per image: {len(labels)} labels for {len(images)} images",
+    )
     low, high = float(images.min()), float(images.max())
     require(
         low >= 0.0 and high <= 1.0,
@@ -178,10 +186,14 @@ def check_inputs(fn: ScoresFn, model, images: torch.Tensor, labels: torch.Tensor
         raise RobustlabError(f"the model rejected inputs shaped {tuple(images.shape[1:])}: {first_line}") from None
     require(scores.dim() == 2, f"the model must return scores shaped (batch, classes), got {tuple(scores.shape)}")
     bad = labels[(labels < 0) | (labels >= scores.shape[1])]
-    require(len(bad) == 0, f"labels must be in 0..{scores.shape[1] - 1} (the model's classes); found {bad[:5].tolist()}")
+    require(
+        len(bad) == 0, f"labels must be in 0..{scores.shape[1] - 1} (the model's classes); found {bad[:5].tolist()}"
+    )
 
 
-def perturb_at(perturbation: Perturbation, seed: int, images: torch.Tensor, index: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+def perturb_at(
+    perturbation: Perturbation, seed: int, images: torch.Tensor, index: torch.Tensor, step: torch.Tensor
+) -> torch.Tensor:
     """The perturbed images that RPR evaluates for (dataset index, retry step): regenerate any retry."""
     return perturbation(images, rng.point_keys(seed, index.to(images.device), step.to(images.device)))
 
@@ -256,9 +268,17 @@ def measure_rpr(
         batch_size = resolve_batch_size(batch_size, fn, images)
         clean_pred, _ = predict(fn, images, batch_size)
         first_failure, fail_pred = _run(
-            fn, images, labels, clean_pred, perturbation, max_steps, seed, indices.to(device),
+            fn,
+            images,
+            labels,
+            clean_pred,
+            perturbation,
+            max_steps,
+            seed,
+            indices.to(device),
             _Schedule(torch.nonzero(clean_pred == labels).flatten(), max_steps, batch_size, min_block, max_block),
-            progress, desc,
+            progress,
+            desc,
         )
     cpu = lambda t: t.cpu().numpy().astype(np.int64)  # noqa: E731
     return RPRResult(cpu(indices), cpu(labels), cpu(clean_pred), cpu(first_failure), cpu(fail_pred), max_steps)
@@ -279,7 +299,9 @@ def _run(fn, images, labels, clean_pred, perturbation, max_steps, seed, indices,
     while schedule:
         points, blocks = schedule.next(done)
         owner = torch.repeat_interleave(torch.arange(len(points), device=device), blocks)
-        offsets = torch.arange(len(owner), device=device) - torch.repeat_interleave(torch.cumsum(blocks, 0) - blocks, blocks)
+        offsets = torch.arange(len(owner), device=device) - torch.repeat_interleave(
+            torch.cumsum(blocks, 0) - blocks, blocks
+        )
         rows = points[owner]
         step = done[rows] + 1 + offsets
         perturbed = perturb_at(perturbation, seed, images[rows], indices[rows], step)

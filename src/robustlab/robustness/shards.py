@@ -41,9 +41,15 @@ def merge_results(parts: list[RPRResult]) -> RPRResult:
     require(len(parts) > 0, "nothing to merge: no RPR results given")
     steps = sorted({p.max_steps for p in parts})
     require(len(steps) == 1, f"the shards were measured with different MAX_STEPS: {steps}")
-    columns = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ("index", "label", "clean_pred", "first_failure", "fail_pred")}
+    columns = {
+        name: np.concatenate([getattr(p, name) for p in parts])
+        for name in ("index", "label", "clean_pred", "first_failure", "fail_pred")
+    }
     unique, counts = np.unique(columns["index"], return_counts=True)
-    require((counts == 1).all(), f"the shards overlap: dataset index {unique[counts > 1][:5].tolist()} measured more than once")
+    require(
+        (counts == 1).all(),
+        f"the shards overlap: dataset index {unique[counts > 1][:5].tolist()} measured more than once",
+    )
     order = np.argsort(columns["index"], kind="stable")
     return RPRResult.from_columns({k: v[order] for k, v in columns.items()}, steps[0])
 

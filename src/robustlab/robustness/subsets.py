@@ -25,8 +25,11 @@ def balanced_subset(
     those class counts).
     """
     require(per_class >= 1, f"rpr.balance.per_class must be >= 1, got {per_class}")
-    require(on_shortfall in SHORTFALL, f"rpr.balance.on_shortfall must be 'error' or 'smallest', got '{on_shortfall}' "
-            "(or 'up_to': at most per_class of each class, not balanced)")
+    require(
+        on_shortfall in SHORTFALL,
+        f"rpr.balance.on_shortfall must be 'error' or 'smallest', got '{on_shortfall}' "
+        "(or 'up_to': at most per_class of each class, not balanced)",
+    )
     require(len(index) > 0, "no robust training points to sample from; the model is robust on none of them")
     counts = np.bincount(labels, minlength=num_classes)
     classes = np.arange(num_classes)
@@ -41,9 +44,17 @@ def balanced_subset(
             f"asked {per_class} robust points per class but some classes have fewer {short}; lower rpr.balance.per_class "
             "or set rpr.balance.on_shortfall=smallest",
         )
-        require(smallest >= 1, f"no robust training points in class(es) {[c for c, n in short.items() if n == 0]}; M_R cannot be balanced: train M longer or use a gentler scheme")
+        require(
+            smallest >= 1,
+            f"no robust training points in class(es) {[c for c, n in short.items() if n == 0]}; M_R cannot be balanced: train M longer or use a gentler scheme",
+        )
         taken = smallest
-        log.warning("asked %d robust points per class; classes %s have fewer, so took %d per class (the smallest class)", per_class, short, taken)
+        log.warning(
+            "asked %d robust points per class; classes %s have fewer, so took %d per class (the smallest class)",
+            per_class,
+            short,
+            taken,
+        )
     rng = np.random.default_rng(seed)
     chosen = np.concatenate([rng.choice(index[labels == c], size=taken, replace=False) for c in classes])
     report = {
@@ -56,7 +67,9 @@ def balanced_subset(
     return np.sort(chosen), report
 
 
-def _up_to(index: np.ndarray, labels: np.ndarray, counts: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, dict]:
+def _up_to(
+    index: np.ndarray, labels: np.ndarray, counts: np.ndarray, per_class: int, seed: int
+) -> tuple[np.ndarray, dict]:
     """At most ``per_class`` of each class: every class keeps what it has up to the cap (not balanced)."""
     taken = np.minimum(counts, per_class)
     rng = np.random.default_rng(seed)
@@ -81,8 +94,10 @@ def too_small(counts: np.ndarray, min_per_class: int) -> str | None:
     short = {int(c): int(n) for c, n in enumerate(counts) if n < min_per_class}
     if not short:
         return None
-    return (f"robust subset too small to train on: classes {short} have fewer than rpr.balance.min_per_class="
-            f"{min_per_class} robust training images")
+    return (
+        f"robust subset too small to train on: classes {short} have fewer than rpr.balance.min_per_class="
+        f"{min_per_class} robust training images"
+    )
 
 
 def matched_random_subset(index: np.ndarray, labels: np.ndarray, counts: np.ndarray, seed: int) -> np.ndarray:

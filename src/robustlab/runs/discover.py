@@ -53,7 +53,9 @@ def job_folders(multirun: str | Path) -> list[Path]:
 def group_folders(profile_dir: str | Path, prefix: str = "") -> list[str]:
     """The names of the run group folders in one profile's folder (optionally those starting with ``prefix``)."""
     folder = Path(profile_dir)
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith(prefix)) if folder.is_dir() else []
+    return (
+        sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith(prefix)) if folder.is_dir() else []
+    )
 
 
 def profiles_with_runs(root: str | Path) -> list[str]:

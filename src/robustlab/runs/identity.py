@@ -33,9 +33,20 @@ READERS = ("plotting/", "report/", "runs/store.py", "reproduce.py")
 # CPU threads, progress and summary output, the RPR/attack cache folder, resume checkpoints, experiment loggers, which GPU a job is pinned to, and rpr.reuse_from (a reused
 # RPR is checked to be the one this job would measure). Everything else counts.
 IGNORED_KEYS = (
-    "paths", "model_cache", "threads", "gpu_per_job", "rpr.reuse_from", "rpr.progress", "data.root",
-    "data.download", "data.num_workers", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-    "result_cache", "resume_every_n_epochs", "logger",  # a cache folder, how often to checkpoint, where logs go
+    "paths",
+    "model_cache",
+    "threads",
+    "gpu_per_job",
+    "rpr.reuse_from",
+    "rpr.progress",
+    "data.root",
+    "data.download",
+    "data.num_workers",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "result_cache",
+    "resume_every_n_epochs",
+    "logger",  # a cache folder, how often to checkpoint, where logs go
 )
 
 
@@ -48,7 +59,12 @@ def digest(value: Any, length: int = 16) -> str:
 def _without_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
             if isinstance(body[0].value.value, str):
                 node.body = body[1:] or [ast.Pass()]
     return tree

@@ -31,7 +31,7 @@ FORCE_ENV = "ROBUSTLAB_FORCE"  # 1: every job runs again, whatever its marker sa
 class JobState:
     """A job's state for a wanted identity, and why (one line)."""
 
-    state: str          # done / missing / failed / stale
+    state: str  # done / missing / failed / stale
     folder: Path
     detail: str = ""
 
@@ -132,8 +132,16 @@ def begin(folder: str | Path, identity: str, overrides: list[str]) -> None:
     """The job starts: its previous attempt's files are cleared, then the marker says running."""
     folder = Path(folder)
     clear_previous_attempt(folder)
-    write_json(marker_path(folder), {"state": RUNNING, "identity": identity, "overrides": list(overrides),
-                                     "started": time.time(), "pid": os.getpid()})
+    write_json(
+        marker_path(folder),
+        {
+            "state": RUNNING,
+            "identity": identity,
+            "overrides": list(overrides),
+            "started": time.time(),
+            "pid": os.getpid(),
+        },
+    )
 
 
 def _update(folder: Path, **fields) -> Path:

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-METRICS = "metrics.json"      # every pipeline's summary (robustlab.runs.schema): the run's numbers
-JOB_MARKER = "job.json"       # running / done / failed, with the job's identity; "done" is written last
-TIMINGS = "timings.json"      # per profile folder: wall seconds of each run group of `make reproduce`
-HYDRA_DIR = ".hydra"          # Hydra's config.yaml / overrides.yaml of the job (kept when a job restarts)
+METRICS = "metrics.json"  # every pipeline's summary (robustlab.runs.schema): the run's numbers
+JOB_MARKER = "job.json"  # running / done / failed, with the job's identity; "done" is written last
+TIMINGS = "timings.json"  # per profile folder: wall seconds of each run group of `make reproduce`
+HYDRA_DIR = ".hydra"  # Hydra's config.yaml / overrides.yaml of the job (kept when a job restarts)
 HYDRA_CONFIG = f"{HYDRA_DIR}/config.yaml"
-MULTIRUN = "multirun.yaml"    # in a multirun folder, beside its job folders
-LOG = "cli.log"               # Hydra's job log (the entry point's module is robustlab.cli)
-RPR_EXAMPLES = "examples_M_test.npz"       # rpr_retrain: test images of M with their first failures
+MULTIRUN = "multirun.yaml"  # in a multirun folder, beside its job folders
+LOG = "cli.log"  # Hydra's job log (the entry point's module is robustlab.cli)
+RPR_EXAMPLES = "examples_M_test.npz"  # rpr_retrain: test images of M with their first failures
 RPR_SUMMARY = "rpr_summary.csv"
-ATTACK_CURVE = "attack_curve.csv"           # linear_robust
+ATTACK_CURVE = "attack_curve.csv"  # linear_robust
 WEIGHTS = "weights.npz"
 MISCLASSIFIED = "misclassified.npz"
-CLASS_HISTOGRAM = "class_histogram.csv"     # dcgan
-INTERPOLATION = "interpolation"             # dcgan: .npz (the images) and .png
-AUGMENT_TABLE = "augment_table.csv"         # rpr_gan_augment
+CLASS_HISTOGRAM = "class_histogram.csv"  # dcgan
+INTERPOLATION = "interpolation"  # dcgan: .npz (the images) and .png
+AUGMENT_TABLE = "augment_table.csv"  # rpr_gan_augment
 GENERATED_EXAMPLES = "generated_examples.npz"
-REPRODUCE = "reproduce"       # <output root>/reproduce/<profile>/<group>: the runs of `make reproduce`
+REPRODUCE = "reproduce"  # <output root>/reproduce/<profile>/<group>: the runs of `make reproduce`
 
 
 def rpr_file(name: str) -> str:

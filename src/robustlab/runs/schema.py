@@ -26,10 +26,10 @@ class Metrics(TypedDict, total=False):
     """The keys every pipeline's metrics.json shares; the rest are the pipeline's own numbers."""
 
     schema_version: int
-    experiment: str          # the pipeline's experiment kind (rpr_retrain, linear_robust, dcgan, ...)
-    profile: str             # profile.name of the run
+    experiment: str  # the pipeline's experiment kind (rpr_retrain, linear_robust, dcgan, ...)
+    profile: str  # profile.name of the run
     seed: int
-    config: dict[str, Any]   # the resolved config of the run
+    config: dict[str, Any]  # the resolved config of the run
 
 
 TYPES = {"schema_version": int, "experiment": str, "profile": str, "seed": int, "config": dict}
@@ -47,10 +47,15 @@ def write_metrics(run_dir: str | Path, metrics: dict) -> Path:
 def version_of(metrics: dict, where: str | Path) -> int:
     """The schema version of a metrics dict: 0 when absent (written before versioning); a newer one is an error."""
     version = metrics.get(VERSION_KEY, 0)
-    require(isinstance(version, int) and not isinstance(version, bool),
-            f"{where}: {VERSION_KEY} must be an integer, got {version!r}")
-    require(version <= SCHEMA_VERSION, f"{where} has {VERSION_KEY} {version}, newer than this robustlab reads "
-            f"({SCHEMA_VERSION}); update robustlab (git pull) or rerun that job with this version")
+    require(
+        isinstance(version, int) and not isinstance(version, bool),
+        f"{where}: {VERSION_KEY} must be an integer, got {version!r}",
+    )
+    require(
+        version <= SCHEMA_VERSION,
+        f"{where} has {VERSION_KEY} {version}, newer than this robustlab reads "
+        f"({SCHEMA_VERSION}); update robustlab (git pull) or rerun that job with this version",
+    )
     return version
 
 

@@ -59,7 +59,11 @@ def read_metrics(run_dir: Path) -> dict:
     path = run_dir / METRICS
     marker = jobs.read_marker(run_dir)
     if marker is not None and not jobs.finished(run_dir):
-        why = f"failed: {marker.get('error', '?')}" if marker["state"] == jobs.FAILED else "unfinished (killed, or still running)"
+        why = (
+            f"failed: {marker.get('error', '?')}"
+            if marker["state"] == jobs.FAILED
+            else "unfinished (killed, or still running)"
+        )
         raise RobustlabError(f"{why}{_log_tail(run_dir)}")
     require(path.is_file(), f"no {METRICS} (failed or unfinished){_log_tail(run_dir)}")
     return check(read_json_object(path, METRICS), METRICS)
@@ -160,9 +164,18 @@ def write_store(frame: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="robustlab-results", description="Collect every run under a root into one tidy table.")
-    p.add_argument("--root", type=Path, default=Path("outputs"), help="folder searched for run folders (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("outputs/results"), help="folder for results.csv / .parquet (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="robustlab-results", description="Collect every run under a root into one tidy table."
+    )
+    p.add_argument(
+        "--root", type=Path, default=Path("outputs"), help="folder searched for run folders (default: %(default)s)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/results"),
+        help="folder for results.csv / .parquet (default: %(default)s)",
+    )
     return p
 
 
