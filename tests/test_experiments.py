@@ -140,6 +140,17 @@ def test_make_figures_with_runs_missing_draws_what_it_can_and_names_the_rest(tin
         assert re.search(rf"missing: run '{missing}' .*; produce it with: robustlab ", make.stderr), missing
     assert "Traceback" not in make.stderr
 
+    # Again, with nothing changed: the figure is not drawn again (its file untouched); a figure file changed by hand
+    # (or a new finished job) draws it again, with the same bytes as before.
+    fig3 = figures / "quick" / "fig3_robust_ratio_M.png"
+    first, stamp = fig3.read_bytes(), fig3.stat().st_mtime_ns
+    again = subprocess.run(make.args, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and "figures: 1 figure command(s) skipped" in again.stdout
+    assert fig3.stat().st_mtime_ns == stamp
+    fig3.write_bytes(b"edited")
+    redrawn = subprocess.run(make.args, capture_output=True, text=True, env=env, timeout=300)
+    assert redrawn.returncode == 0 and "skipped, their runs" not in redrawn.stdout and fig3.read_bytes() == first
+
 
 def test_one_experiment_alone_still_finds_the_groups_of_others(tmp_path, monkeypatch):
     """`make reproduce ONLY=rpr_gan_augment` runs only its group, with rpr_mnist's folder filled in.

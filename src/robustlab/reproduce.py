@@ -42,6 +42,8 @@ import yaml
 from robustlab.configs import conf_dir
 from robustlab.errors import RobustlabError, one_line_errors, require
 from robustlab.runs import discover, jobs, layout
+from robustlab.runs.identity import digest, file_digest
+from robustlab.runs.io import read_json_object, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
@@ -449,8 +451,6 @@ def summarise(outcome: Outcome) -> int:
 
 
 def record_timings(run_dir: Path, timings: dict[str, float]) -> None:
-    from robustlab.runs.io import read_json_object, write_json
-
     if not timings:
         return
     path = run_dir / layout.TIMINGS
@@ -458,7 +458,7 @@ def record_timings(run_dir: Path, timings: dict[str, float]) -> None:
     write_json(path, {**known, **timings})
 
 
-def draw_figures(experiments: list[Experiment], ctx: Context) -> int:
+def draw_figures(experiments: list[Experiment], ctx: Context, force: bool = False) -> int:
     """Every figure whose runs exist; missing runs are named with the command that makes them.
 
     Returns the number of figure commands that failed (missing runs are not failures).
@@ -469,6 +469,7 @@ def draw_figures(experiments: list[Experiment], ctx: Context) -> int:
 
     every = load(ctx.experiments)  # a figure may read a group another experiment file runs
     values, groups, failures = ctx.values(every), {g.name: g for e in every for g in e.groups}, 0
+    stamps = FigureStamps(ctx.run_dir / FIGURE_STAMPS, ctx.figures_root / ctx.profile)
     for experiment in experiments:
         for figure in experiment.figures:
             if not figure_ready(figure, groups, ctx, values):
@@ -477,11 +478,72 @@ def draw_figures(experiments: list[Experiment], ctx: Context) -> int:
             require(
                 argv[0] == "robustlab-plot", f"{experiment.path}: figure commands run robustlab-plot, got {argv[0]}"
             )
+            inputs = figure_inputs(figure, argv, ctx)
+            if not force and stamps.unchanged(argv, inputs):
+                continue  # same runs, same plotting code, its files as it left them: drawing again gives the same bytes
+            before = stamps.snapshot()
             try:
                 plot(argv[1:])  # in-process: one interpreter draws every figure (seconds, not a start-up each)
             except SystemExit as exit_:
                 failures += exit_.code not in (0, None)
+                continue
+            stamps.record(argv, inputs, before)
+    if stamps.skipped:
+        print(f"figures: {stamps.skipped} figure command(s) skipped, their runs and files unchanged (FORCE=1 redraws)")
+    stamps.save()
     return failures
+
+
+FIGURE_STAMPS = "figure_stamps.json"  # in the profile's run folder: outputs, not committed with the figures
+
+
+def figure_inputs(figure: dict, argv: list[str], ctx: Context) -> str:
+    """What a figure is drawn from: the markers of the finished jobs of the groups it reads (identity and end time),
+    the plotting code, and the command. Any change of these draws it again."""
+    import matplotlib
+
+    markers = {}
+    for name in figure.get("needs", []):
+        for folder in group_state(ctx.run_dir / name)[0]:
+            marker = jobs.read_marker(folder) or {}
+            markers[str(folder)] = [marker.get("identity"), marker.get("ended")]
+    plotting = Path(__file__).parent / "plotting"
+    code = {p.name: p.read_text() for p in sorted(plotting.glob("*.py"))}
+    return digest([argv, markers, code, matplotlib.__version__])
+
+
+class FigureStamps:
+    """Per figure command: the digest of its inputs and the sha256 of every file it wrote, so a rerun of a finished
+    reproduce skips figures whose runs did not change (a redraw is byte-identical, and takes most of a rerun's time)."""
+
+    def __init__(self, path: Path, folder: Path):
+        self.path, self.folder, self.skipped = path, folder, 0
+        self.entries = read_json_object(path, str(path)) if path.is_file() else {}
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in self.folder.rglob("*") if p.is_file()}
+
+    def unchanged(self, argv: list[str], inputs: str) -> bool:
+        entry = self.entries.get(shlex.join(argv))
+        if not entry or entry.get("inputs") != inputs or not entry.get("files"):
+            return False
+        for name, sha in entry["files"].items():
+            path = Path(name)
+            if not path.is_file() or file_digest(str(path), path.stat().st_size, path.stat().st_mtime_ns) != sha:
+                return False
+        self.skipped += 1
+        return True
+
+    def record(self, argv: list[str], inputs: str, before: dict[str, tuple[int, int]]) -> None:
+        after = self.snapshot()
+        written = sorted(name for name, stat in after.items() if before.get(name) != stat)
+        files = {name: file_digest(name, after[name][1], after[name][0]) for name in written}
+        self.entries[shlex.join(argv)] = {"inputs": inputs, "files": files}
+
+    def save(self) -> None:
+        if self.entries:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.path, self.entries)
 
 
 def figure_ready(figure: dict, groups: dict[str, Group], ctx: Context, values: dict[str, str]) -> bool:
@@ -616,7 +678,7 @@ def main(argv: list[str] | None = None) -> None:
             except KeyboardInterrupt:
                 print("interrupted: rerun the same command to go on (finished jobs are skipped)", file=sys.stderr)
                 raise SystemExit(130) from None
-        failures = draw_figures(experiments, ctx)
+        failures = draw_figures(experiments, ctx, force=args.force == "1")
     require_no_failures(failures)
     if code:
         raise SystemExit(code)
