@@ -81,8 +81,8 @@ def probe(args: list[str], tmp_path: Path, output_root: Path | None = None) -> t
         (
             ["perturbation=gausian"],
             "error: unknown perturbation option 'gausian' in perturbation=gausian; the options are: "
-            "blur, brightness, contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, scale, "
-            "shear, translation, uniform_linf; did you mean gaussian?",
+            "blur, brightness, contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, "
+            "scale, shear, translation, uniform_linf; did you mean gaussian?",
         ),
         (
             ["hydra/launchr=joblib"],

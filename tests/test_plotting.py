@@ -180,7 +180,8 @@ def test_seed_band_of_one_seed_has_no_interval():
 
 
 def assert_ordered(band: dict) -> None:
-    """low <= mean <= high wherever there is an interval (resampled means of equal values may differ in the last bit)."""
+    """low <= mean <= high wherever there is an interval (resampled means of equal values may differ in the last
+    bit)."""
     has = ~np.isnan(band["low"])
     tol = 1e-12
     assert (band["low"][has] <= band["mean"][has] + tol).all() and (band["mean"][has] <= band["high"][has] + tol).all()

@@ -508,7 +508,8 @@ def status(experiments: list[Experiment], ctx: Context) -> dict[str, int]:
         states = [(job, jobs.state(job.folder, job.identity)) for job in plan(group, ctx, values)]
         mine = {s: sum(st.state == s for _, st in states) for s in counts}
         print(
-            f"{group.name}: {', '.join(f'{n} {s}' for s, n in mine.items() if n) or 'no jobs'} ({ctx.run_dir / group.name})"
+            f"{group.name}: {', '.join(f'{n} {s}' for s, n in mine.items() if n) or 'no jobs'} "
+            f"({ctx.run_dir / group.name})"
         )
         for job, st in states:
             counts[st.state] += 1

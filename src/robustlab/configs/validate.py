@@ -233,11 +233,13 @@ def check_rpr(r: dict) -> None:
     one_of("rpr.balance.on_shortfall", r["balance"]["on_shortfall"], ("error", "smallest", "up_to"))
     require(
         is_int(r["train_until_balanced"]) and r["train_until_balanced"] >= 0,
-        f"rpr.train_until_balanced must be 0 (measure every training point) or a positive chunk size, got {r['train_until_balanced']}",
+        "rpr.train_until_balanced must be 0 (measure every training point) or a positive chunk size, got "
+        f"{r['train_until_balanced']}",
     )
     require(
         not (r["train_until_balanced"] and r["reuse_from"]),
-        "rpr.train_until_balanced measures the training points chunk by chunk; it cannot take them from rpr.reuse_from: set one of them",
+        "rpr.train_until_balanced measures the training points chunk by chunk; it cannot take them from "
+        "rpr.reuse_from: set one of them",
     )
     if r["shard"] is not None:
         match = SHARD.fullmatch(str(r["shard"]))

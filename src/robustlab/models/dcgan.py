@@ -48,7 +48,8 @@ def upsampling_plan(input_shape) -> tuple[int, int]:
         side, n = side // 2, n + 1
     require(
         h == w and n >= 1 and 3 <= side <= 7,
-        f"DCGAN cannot produce {h}x{w} images: it needs square images of side b*2^n with b in 3..7 and n >= 1 (e.g. 28, 32, 64)",
+        f"DCGAN cannot produce {h}x{w} images: it needs square images of side b*2^n with b in 3..7 and n >= 1 (e.g. "
+        "28, 32, 64)",
     )
     return side, n
 

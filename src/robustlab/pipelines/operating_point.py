@@ -119,6 +119,7 @@ class OperatingPoint(RPRRetrain):
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
         return [
-            f"== operating_point | profile={metrics['profile']} seed={metrics['seed']} | MAX_STEPS={metrics['max_steps']} | "
-            f"curves: {', '.join(metrics['curves'])} | M test accuracy {metrics['M']['test_accuracy']:.4f}"
+            f"== operating_point | profile={metrics['profile']} seed={metrics['seed']} | "
+            f"MAX_STEPS={metrics['max_steps']} | curves: {', '.join(metrics['curves'])} | M test accuracy "
+            f"{metrics['M']['test_accuracy']:.4f}"
         ]

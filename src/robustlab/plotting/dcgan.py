@@ -54,7 +54,8 @@ def load_metrics(run_dir: str | Path, experiments: tuple[str, ...]) -> tuple[Pat
     metrics = results.read_json(metrics_path(path))
     require(
         metrics.get("experiment") in experiments,
-        f"{path} holds a run of experiment '{metrics.get('experiment', '?')}'; this command draws runs of {' or '.join(experiments)}",
+        f"{path} holds a run of experiment '{metrics.get('experiment', '?')}'; this command draws runs of "
+        f"{' or '.join(experiments)}",
     )
     return path, metrics
 
@@ -264,7 +265,8 @@ def plot_gan_augment(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     foot = provenance(
         [metrics],
         [
-            f"{metrics['data']['name']}: conditional DCGAN on {metrics['gan']['training']['images']} robust training images",
+            f"{metrics['data']['name']}: conditional DCGAN on {metrics['gan']['training']['images']} robust training "
+            "images",
             f"{metrics['gan']['training']['steps']} steps",
         ],
     )

@@ -73,7 +73,8 @@ def load_job(job: Path) -> LinearRun | None:
     metrics = results.read_json(metrics_path(job))
     require(
         metrics.get("experiment") == EXPERIMENT,
-        f"{metrics_path(job)} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of experiment={EXPERIMENT}",
+        f"{metrics_path(job)} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of "
+        f"experiment={EXPERIMENT}",
     )
     return LinearRun(job, metrics)
 
@@ -177,7 +178,8 @@ def table_tex(rows: list[dict], footer_text: str) -> str:
     ]
     lines = [
         f"% robustlab: the blog's accuracy table, reproduced ({footer_text}).",
-        f"% Mean $\\pm$ sd over {'/'.join(map(str, seeds))} seed(s) (no sd with one seed). Train: running accuracy over the",
+        f"% Mean $\\pm$ sd over {'/'.join(map(str, seeds))} seed(s) (no sd with one seed). Train: running accuracy "
+        "over the",
         "% last training epoch (the blog's definition). Attack: exact x - eps y sign(w), not clipped, test set.",
         "\\begin{tabular}{l" + "c" * len(rows) + "}",
         "\\toprule",
@@ -214,7 +216,10 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
             band = seed_band([(r.seed, r.curve()[column].to_numpy()) for r in group])
             at50 = _stats([r.metrics["attack"]["curves"][column]["interpolated_eps"] for r in group])
             seeds = len({r.seed for r in group})
-            label = f"{model_name(eps)} ({seeds_text(seeds)}; 50% at ε≈{with_ci(at50['mean'], at50['ci_low'], at50['ci_high'])})"
+            label = (
+                f"{model_name(eps)} ({seeds_text(seeds)}; "
+                f"50% at ε≈{with_ci(at50['mean'], at50['ci_low'], at50['ci_high'])})"
+            )
             ax.plot(eps_grid, band["mean"], color=palette[eps], lw=2, label=label)
             ax.fill_between(
                 eps_grid, band["low"], band["high"], color=palette[eps], alpha=0.25, lw=0

@@ -386,7 +386,10 @@ def plot_per_class(runs: list[Run], out_dir: Path, name: str = "fig4_robust_per_
     label = (
         "robust training images (bar label: share of the class)"
         if seeds == 1
-        else f"robust training images, mean of {seeds_text(seeds)}\n(error bar: {BAND_MEANING}; bar label: share of the class)"
+        else (
+            f"robust training images, mean of {seeds_text(seeds)}\n"
+            f"(error bar: {BAND_MEANING}; bar label: share of the class)"
+        )
     )
     ax.bar(
         classes,

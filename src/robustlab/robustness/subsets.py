@@ -41,12 +41,13 @@ def balanced_subset(
         short = {int(c): int(n) for c, n in zip(classes, counts) if n < per_class}
         require(
             on_shortfall == "smallest",
-            f"asked {per_class} robust points per class but some classes have fewer {short}; lower rpr.balance.per_class "
-            "or set rpr.balance.on_shortfall=smallest",
+            f"asked {per_class} robust points per class but some classes have fewer {short}; lower "
+            "rpr.balance.per_class or set rpr.balance.on_shortfall=smallest",
         )
         require(
             smallest >= 1,
-            f"no robust training points in class(es) {[c for c, n in short.items() if n == 0]}; M_R cannot be balanced: train M longer or use a gentler scheme",
+            f"no robust training points in class(es) {[c for c, n in short.items() if n == 0]}; M_R cannot be "
+            "balanced: train M longer or use a gentler scheme",
         )
         taken = smallest
         log.warning(
