@@ -157,7 +157,7 @@ def naive_rpr(model, perturbation, images, labels, indices, max_steps: int, seed
     """One point and one retry per forward pass; returns first_failure per point and the evaluations made."""
     first_failure, evaluations = [], 0
     with torch.no_grad():
-        for image, label, index in zip(images, labels, indices):
+        for image, label, index in zip(images, labels, indices, strict=True):
             if model(image[None]).argmax(1).item() != label.item():
                 first_failure.append(0)  # clean-wrong: no perturbation evaluated
                 continue
@@ -334,7 +334,7 @@ def main() -> None:
         f"timings over {args.repeats} interleaved repeats (median reported): (b) "
         f"{', '.join(f'{t:.2f}' for t in times_b)} s; "
         f"(c) {', '.join(f'{t:.2f}' for t in times_c)} s; paired (b)/(c) "
-        f"{', '.join(f'{c / b:.2f}' for b, c in zip(times_b, times_c))}"
+        f"{', '.join(f'{c / b:.2f}' for b, c in zip(times_b, times_c, strict=True))}"
     )
     print(
         f"(a) first_failure agrees with (b) on {agree}/{n_naive} points | load average after the run: {load_average()}"

@@ -226,7 +226,7 @@ def test_sweep_writes_figure_and_csv_and_names_failed_jobs(tmp_path, capsys):
     )
     assert bands[bands.perturbation != PIXELS].ci_low.isna().all()  # one seed: no interval
     pixels = table[table.scheme == "pixels"]
-    assert sorted(zip(pixels.seed, pixels.max_steps)) == [(0, 2), (0, 4), (1, 4)]
+    assert sorted(zip(pixels.seed, pixels.max_steps, strict=True)) == [(0, 2), (0, 4), (1, 4)]
     np.testing.assert_allclose(pixels[pixels.max_steps == 4].robust_ratio.mean(), 0.5)
     np.testing.assert_allclose(pixels[pixels.max_steps == 2].robust_ratio, 4 / 6)
     assert table.run_dir.map(lambda d: Path(d).name).tolist() == ["3", "1", "0", "2"]

@@ -20,7 +20,7 @@ def pool(counts: list[int], start: int = 100, seed: int = 0):
 
 
 def labels_of(chosen, index, labels):
-    lookup = dict(zip(index.tolist(), labels.tolist()))
+    lookup = dict(zip(index.tolist(), labels.tolist(), strict=True))
     return np.array([lookup[i] for i in chosen.tolist()])
 
 

@@ -73,7 +73,7 @@ class Generator(nn.Module):
             nn.ReLU(True),
         )
         layers = []
-        for a, b in zip(widths, widths[1:]):
+        for a, b in zip(widths, widths[1:], strict=False):  # consecutive pairs: one fewer than the widths
             layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
         self.body = nn.Sequential(*layers, nn.ConvTranspose2d(widths[-1], input_shape[0], 4, 2, 1), nn.Tanh())
 
@@ -104,7 +104,7 @@ class Discriminator(nn.Module):
             nn.Conv2d(input_shape[0] + num_classes, widths[0], 4, 2, 1),
             nn.LeakyReLU(0.2, True),
         ]  # no batch norm on the input layer
-        for a, b in zip(widths, widths[1:]):
+        for a, b in zip(widths, widths[1:], strict=False):  # consecutive pairs: one fewer than the widths
             layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, True)]
         self.body = nn.Sequential(*layers, nn.Flatten())
         features = widths[-1] * base * base

@@ -60,7 +60,7 @@ class OperatingPoint(RPRRetrain):
         rows = []
         for c in curves:
             splits = ["test", "train"] if c.get("train") else ["test"]
-            for setting, strength in zip(settings[c["name"]], c["strengths"]):
+            for setting, strength in zip(settings[c["name"]], c["strengths"], strict=True):
                 perturbation = build({"_target_": "robustlab.robustness.make_perturbation", **setting})
                 for split in splits:
                     rows.append(self.point(model, perturbation, c, strength, split, points[split]))

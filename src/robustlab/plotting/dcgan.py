@@ -89,7 +89,7 @@ def plot_samples(gan_dir: Path, out_dir: Path, foot: str, name: str) -> list[Pat
     """G's images for the same fixed noise at steps of training, left to right."""
     files = evenly(sample_files(gan_dir), GRIDS_SHOWN)
     fig, axes = plt.subplots(1, len(files), figsize=(2.4 * len(files) + 0.4, 3.2), squeeze=False)
-    for ax, file in zip(axes[0], files):
+    for ax, file in zip(axes[0], files, strict=True):
         ax.imshow(mpimg.imread(file))
         ax.set_title(f"step {int(file.stem.split('_')[1])}", fontsize=9)
         ax.axis("off")
@@ -108,7 +108,7 @@ def plot_interpolation(run_dir: Path, out_dir: Path, foot: str, name: str) -> li
             images[r],
             [f"{a:.2f}" if r == 0 else "" for a in alpha],
         )
-        for r, c in zip(range(len(images)), data.get("classes", range(len(images))))
+        for r, c in zip(range(len(images)), data.get("classes", range(len(images))), strict=True)
     ]
     fig = image_grid(rows, col_width=1.0, row_height=1.15)
     finish(fig, "Latent-space interpolation: z = (1 - a) z0 + a z1 (a above the columns)", foot)
@@ -211,7 +211,7 @@ def plot_augment_models(run_dir: Path, metrics: dict, out_dir: Path, name: str) 
     ):
         drawn = bars.bar(x + offset, table[column], 0.4, label=label, color=color)
         bars.bar_label(drawn, fmt="%.3f", fontsize=7, padding=2)
-    bars.set_xticks(x, [f"{m}\n{n} train images" for m, n in zip(table["model"], table["train_images"])])
+    bars.set_xticks(x, [f"{m}\n{n} train images" for m, n in zip(table["model"], table["train_images"], strict=True)])
     bars.set_ylim(0, 1.3)  # room for the bar labels and the legend above the highest bar
     bars.legend(fontsize=8, loc="upper center", ncol=2)
     for model, key in AUGMENT_MODELS.items():
@@ -241,7 +241,7 @@ def plot_augment_examples(run_dir: Path, metrics: dict, out_dir: Path, name: str
                 ex["rejected_images"],
                 [
                     f"made as {names[y]}\n{why(p, s)}"
-                    for y, p, s in zip(ex["rejected_labels"], ex["rejected_pred"], ex["rejected_step"])
+                    for y, p, s in zip(ex["rejected_labels"], ex["rejected_pred"], ex["rejected_step"], strict=True)
                 ],
             ),
         ],

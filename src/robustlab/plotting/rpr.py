@@ -190,8 +190,8 @@ def image_grid(rows: list[tuple[str, np.ndarray, list[str]]], col_width: float =
     fig, axes = plt.subplots(
         len(rows), ncols, figsize=(col_width * ncols + 0.9, row_height * len(rows) + 0.9), squeeze=False
     )
-    for ax_row, (row_label, images, titles) in zip(axes, rows):
-        for ax, image, title in zip(ax_row, images, titles):
+    for ax_row, (row_label, images, titles) in zip(axes, rows, strict=True):
+        for ax, image, title in zip(ax_row, images, titles, strict=False):  # short rows leave blank axes
             show_image(ax, image)
             ax.set_title(title, fontsize=8)
         for ax in ax_row[len(images) :]:
@@ -238,7 +238,7 @@ def plot_first_failure(
                 ex["fragile_perturbed"][:n],
                 [
                     f"{m} says {run.label(y)}\nat step {s}"
-                    for y, s in zip(ex["fragile_fail_pred"][:n], ex["fragile_step"][:n])
+                    for y, s in zip(ex["fragile_fail_pred"][:n], ex["fragile_step"][:n], strict=True)
                 ],
             ),
         ],
@@ -401,7 +401,7 @@ def plot_per_class(runs: list[Run], out_dir: Path, name: str = "fig4_robust_per_
         error_kw={"lw": 1, "ecolor": "0.2"},
     )
     tops = np.fmax(robust["mean"], robust["high"])  # share labels sit above the error bar, not on it
-    for x, top, s in zip(classes, tops, share):
+    for x, top, s in zip(classes, tops, share, strict=True):
         ax.annotate(
             f"{s:.0%}" if np.isfinite(s) else "",
             (x, top),

@@ -142,7 +142,7 @@ def profile_runs(store: pd.DataFrame, profile: str, run_group: str) -> dict[str,
     """
     rows = store[(store["group"] == group_path(profile, run_group)) & (store["name"] == run_group)]
     return {
-        run_dir: {"seed": part["seed"].iloc[0], "metrics": dict(zip(part["metric"], part["value"]))}
+        run_dir: {"seed": part["seed"].iloc[0], "metrics": dict(zip(part["metric"], part["value"], strict=True))}
         for run_dir, part in rows.groupby("run_dir", sort=True)
     }
 

@@ -78,7 +78,7 @@ def verdict(m_r: list[float], m_rand: list[float], skipped: int = 0, reason: str
     the robust images helped beyond their number), below (less robust), or includes it (no difference shown).
     Fewer than two seeds with both models: nothing can be said.
     """
-    pairs = [(a, b) for a, b in zip(m_r, m_rand) if not (math.isnan(a) or math.isnan(b))]
+    pairs = [(a, b) for a, b in zip(m_r, m_rand, strict=True) if not (math.isnan(a) or math.isnan(b))]
     prefix = f"M_R not trained in {skipped} seed(s) ({reason}). " if skipped else ""
     if len(pairs) < 2:
         return prefix + f"M_R vs M_rand: {len(pairs)} seed(s) with both models, too few for an interval; no verdict."
