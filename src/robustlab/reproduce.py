@@ -270,7 +270,7 @@ class Progress:
 
     def __init__(self, order: list[tuple[str, int]], to_run: dict[str, int]):
         self.first = {}  # group -> place of its first job, counted from 1
-        for name, count in order:
+        for name, _count in order:
             self.first[name] = sum(c for _, c in order[: len(self.first)]) + 1
         self.total, self.to_run, self.seconds = sum(c for _, c in order), dict(to_run), {}
 

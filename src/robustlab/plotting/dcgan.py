@@ -124,7 +124,7 @@ def plot_losses(gan_dir: Path, out_dir: Path, foot: str, name: str) -> list[Path
         (left, {"train/d_loss": "D loss", "train/g_loss": "G loss", "train/d_supervised": "D supervised loss"}),
         (right, {"train/d_real": "D(x), real images", "train/d_fake": "D(G(z)), generated images"}),
     ):
-        for i, (column, label) in enumerate((c, l) for c, l in columns.items() if c in log):
+        for i, (column, label) in enumerate((c, name) for c, name in columns.items() if c in log):
             rows = log[["step", column]].dropna()
             ax.plot(rows["step"], rows[column], label=label, color=PALETTE[i], lw=1.5)
         ax.set_xlabel("training step (one D and one G update)")

@@ -278,7 +278,7 @@ def report_tex(tables: dict[str, pd.DataFrame], context: dict) -> str:
         r"\section{What is reproduced}",
         r"\begin{itemize}",
     ]
-    for experiment, block in context["blocks"].items():
+    for _experiment, block in context["blocks"].items():
         n = len(block["claims"])
         what = f"{n} quantitative claims" if n else "no quantitative claim (the source states none)"
         lines.append(
