@@ -133,7 +133,8 @@ def main() -> None:
     images, labels, source = load_images(args.data_root, args.images, args.seed)
     data = loader(images, labels, args.batch_size, args.seed)
     print(
-        f"data: {source}, {len(images)} images | batch {args.batch_size} | epochs {args.epochs} | Adam(lr=1e-3) | SimpleCNN (32, 64)"
+        f"data: {source}, {len(images)} images | batch {args.batch_size} | epochs {args.epochs} | Adam(lr=1e-3) | "
+        "SimpleCNN (32, 64)"
     )
 
     plain_fit(

@@ -91,7 +91,8 @@ def main() -> None:
         ("channels_last", fast, x.contiguous(memory_format=torch.channels_last)),
     ):
         with torch.inference_mode():
-            seconds = median_seconds(lambda: net(inputs), args.repeats, device)
+            # called right here, within this iteration: the loop variables cannot move on under it
+            seconds = median_seconds(lambda: net(inputs), args.repeats, device)  # noqa: B023
         rows.append(
             {
                 "what": f"SimpleCNN forward, batch {args.batch}, {name}",

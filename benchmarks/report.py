@@ -76,9 +76,12 @@ def header(title: str, device: torch.device | str = "cpu") -> dict:
 
 def markdown(rows: list[dict]) -> str:
     columns = list(rows[0])
-    cell = lambda v: (
-        f"{v:,.3g}" if isinstance(v, float) and abs(v) < 100 else (f"{v:,.0f}" if isinstance(v, float) else str(v))
-    )  # noqa: E731
+
+    def cell(v) -> str:
+        return (
+            f"{v:,.3g}" if isinstance(v, float) and abs(v) < 100 else (f"{v:,.0f}" if isinstance(v, float) else str(v))
+        )
+
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)

@@ -78,19 +78,12 @@ def measure_shard(rank, processes, state, images, labels, device, threads, optio
     schedule = {k: v for k, v in options.items() if k not in fast_keys}
     rows = torch.arange(rank, len(images), processes)  # disjoint shards; indices keep each point's random numbers
     x, y = images[rows].to(device), labels[rows].to(device)
-    run = (
-        lambda n: measure_rpr(
-            fast,
-            x[:n],
-            y[:n],
-            perturbation,
-            max_steps,
-            seed=seed,  # noqa: E731
-            indices=rows[:n],
-            progress=False,
-            **schedule,
+
+    def run(n):
+        return measure_rpr(
+            fast, x[:n], y[:n], perturbation, max_steps, seed=seed, indices=rows[:n], progress=False, **schedule
         )
-    )
+
     run(min(len(rows), 48))  # compiles here, for the shapes the timed run uses after its first batches
     start.wait()
     sync(device)

@@ -157,7 +157,7 @@ def naive_rpr(model, perturbation, images, labels, indices, max_steps: int, seed
     """One point and one retry per forward pass; returns first_failure per point and the evaluations made."""
     first_failure, evaluations = [], 0
     with torch.no_grad():
-        for image, label, index in zip(images, labels, indices):
+        for image, label, index in zip(images, labels, indices, strict=True):
             if model(image[None]).argmax(1).item() != label.item():
                 first_failure.append(0)  # clean-wrong: no perturbation evaluated
                 continue
@@ -219,15 +219,17 @@ def main() -> None:
 
     print("RPR throughput benchmark (benchmarks/rpr_throughput.py)")
     print(
-        f"torch {torch.__version__} | python {platform.python_version()} | device {device.type}: {device_name(device)} | "
-        f"torch threads {torch.get_num_threads()} (os cpus {os.cpu_count()})"
+        f"torch {torch.__version__} | python {platform.python_version()} | device {device.type}: {device_name(device)} "
+        f"| torch threads {torch.get_num_threads()} (os cpus {os.cpu_count()})"
     )
     print(
-        f"load average before the run: {load_average()} (above the cpu count, other processes compete and timings are noisy)"
+        f"load average before the run: {load_average()} (above the cpu count, other processes compete and timings are "
+        "noisy)"
     )
     print(f"measure_rpr settings from {RPR_CONFIG.relative_to(ROOT)}: {settings}")
     print(
-        f"perturbation from {PERTURBATION_CONFIG.relative_to(ROOT)}: {perturbation.describe()} | max_steps {args.max_steps} | seed {args.seed}"
+        f"perturbation from {PERTURBATION_CONFIG.relative_to(ROOT)}: {perturbation.describe()} | max_steps "
+        f"{args.max_steps} | seed {args.seed}"
     )
 
     (train_x, train_y), (test_x, test_y), source = load_data(args.data_root, args.seed)
@@ -239,8 +241,8 @@ def main() -> None:
         started = time.perf_counter()
         model = train_briefly(train_x[:n_train], train_y[:n_train], args.train_epochs, args.seed, device)
         print(
-            f"model: SimpleCNN (default widths) trained here with Adam(lr=1e-3), batch 128, {args.train_epochs} epoch(s) "
-            f"on {n_train} training images in {time.perf_counter() - started:.1f}s"
+            f"model: SimpleCNN (default widths) trained here with Adam(lr=1e-3), batch 128, {args.train_epochs} "
+            f"epoch(s) on {n_train} training images in {time.perf_counter() - started:.1f}s"
         )
 
     n = min(args.points, len(test_x))
@@ -324,12 +326,15 @@ def main() -> None:
     print()
     print(
         f"(b) evaluated {evaluated} perturbed images in {calls - 1 - -(-n // bs)} forward passes for {useful} useful: "
-        f"{evaluated - useful} wasted past a first failure ({(evaluated - useful) / max(evaluated, 1):.1%} of its evaluations; "
-        f"counted with a forward hook in the untimed warm-up run); all evaluations/s {evaluated / time_b:.0f}"
+        f"{evaluated - useful} wasted past a first failure ({(evaluated - useful) / max(evaluated, 1):.1%} of its "
+        "evaluations; counted with a forward hook in the untimed warm-up run); all evaluations/s "
+        f"{evaluated / time_b:.0f}"
     )
     print(
-        f"timings over {args.repeats} interleaved repeats (median reported): (b) {', '.join(f'{t:.2f}' for t in times_b)} s; "
-        f"(c) {', '.join(f'{t:.2f}' for t in times_c)} s; paired (b)/(c) {', '.join(f'{c / b:.2f}' for b, c in zip(times_b, times_c))}"
+        f"timings over {args.repeats} interleaved repeats (median reported): (b) "
+        f"{', '.join(f'{t:.2f}' for t in times_b)} s; "
+        f"(c) {', '.join(f'{t:.2f}' for t in times_c)} s; paired (b)/(c) "
+        f"{', '.join(f'{c / b:.2f}' for b, c in zip(times_b, times_c, strict=True))}"
     )
     print(
         f"(a) first_failure agrees with (b) on {agree}/{n_naive} points | load average after the run: {load_average()}"

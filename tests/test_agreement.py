@@ -127,7 +127,7 @@ def write_pixel_curve(folder, ratios, ks=(28, 112, 392), max_steps=5):
             "max_steps": max_steps,
             "seed": 0,
         }
-        for k, r in zip(ks, ratios)
+        for k, r in zip(ks, ratios, strict=True)
     ]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "seed_0" / RESULTS, index=False)
     return folder

@@ -91,11 +91,14 @@ def test_k_larger_than_the_image(tmp_path, tiny_mnist_root):
     [
         (
             "perturbation=nope",
-            r"error: unknown perturbation option 'nope' in perturbation=nope; the options are: blur, brightness, contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, scale, shear, translation, uniform_linf",
+            r"error: unknown perturbation option 'nope' in perturbation=nope; the options are: blur, brightness, "
+            r"contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, scale, shear, "
+            r"translation, uniform_linf",
         ),
         (
             "hydra/launcher=nope",
-            r"error: unknown hydra/launcher option 'nope' in hydra/launcher=nope; the options are: basic, joblib, slurm, submitit_local, submitit_slurm",
+            r"error: unknown hydra/launcher option 'nope' in hydra/launcher=nope; the options are: basic, joblib, "
+            r"slurm, submitit_local, submitit_slurm",
         ),
         (
             "trainer=cpu,tpu",

@@ -39,7 +39,9 @@ except SystemExit as exit:
 """
 
 
-def probe(args: list[str], tmp_path: Path, output_root: Path | None = None) -> tuple[int, float, str, list[str]]:
+def probe(
+    args: list[str], tmp_path: Path, output_root: Path | None = None, experiment: str = "rpr_mnist"
+) -> tuple[int, float, str, list[str]]:
     """Run the real entry point on ``args``; its exit code, seconds to the error, heavy modules imported
     by then, and the non-empty lines of stderr."""
     env = {**os.environ, "ROBUSTLAB_OUTPUT": str(output_root or tmp_path / "out"), "OMP_NUM_THREADS": "1"}
@@ -49,7 +51,7 @@ def probe(args: list[str], tmp_path: Path, output_root: Path | None = None) -> t
             sys.executable,
             "-c",
             PROBE,
-            "experiment=rpr_mnist",
+            f"experiment={experiment}",
             "profile=quick",
             f"hydra.run.dir={tmp_path / 'run'}",
             *args,
@@ -81,8 +83,8 @@ def probe(args: list[str], tmp_path: Path, output_root: Path | None = None) -> t
         (
             ["perturbation=gausian"],
             "error: unknown perturbation option 'gausian' in perturbation=gausian; the options are: "
-            "blur, brightness, contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, scale, "
-            "shear, translation, uniform_linf; did you mean gaussian?",
+            "blur, brightness, contrast, fog, gaussian, impulse_noise, motion_blur, pixels, rotation, salt_pepper, "
+            "scale, shear, translation, uniform_linf; did you mean gaussian?",
         ),
         (
             ["hydra/launchr=joblib"],
@@ -100,6 +102,26 @@ def test_bad_input_is_one_line_before_torch(tmp_path, args, line):
     assert (code, stderr) == (2, [line])
     assert heavy == "-", f"imported {heavy} before the error"
     assert seconds < 10  # about 0.5 s on an idle core (see the README); generous for a loaded CI machine
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "experiment,args,line",
+    [
+        ("rpr_inherent", ["inherent.least_fraction=0"], "error: inherent.least_fraction must be in (0, 1], got 0"),
+        ("rpr_vs_exact", ["exact.bisection=0"], "error: exact.bisection must be a positive integer, got 0"),
+        (
+            "operating_point",
+            ["operating_point.curves=[]"],
+            "error: operating_point.curves must list at least one curve",
+        ),
+    ],
+)
+def test_pipeline_sections_fail_in_the_precheck(tmp_path, experiment, args, line):
+    """The checks of the newer pipelines' own sections run in the pre-check too: one line, before torch."""
+    code, seconds, heavy, stderr = probe(args, tmp_path, experiment=experiment)
+    assert (code, stderr) == (2, [line])
+    assert heavy == "-", f"imported {heavy} before the error"
     assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
 
 
@@ -228,6 +250,15 @@ def resolved(overrides: list[str]) -> dict:
             r"^attack\.misclassified_keep must be a positive integer, got 0$",
         ),
         (["experiment=rpr_gan_augment", "gan.epochs=0"], r"^gan\.epochs must be a positive integer, got 0$"),
+        (
+            ["experiment=rpr_inherent", "inherent.seed_offset=0"],
+            r"^inherent\.seed_offset must be a non-zero integer, got 0$",
+        ),
+        (["experiment=rpr_vs_exact", "exact.eps_max=2"], r"^exact\.eps_max must be in \(0, 1\], got 2$"),
+        (
+            ["experiment=operating_point", "operating_point.curves.0.strengths=[3,2]"],
+            r"^operating_point curve 'pixels_uniform_uniform': strengths must increase, got \[3, 2\]$",
+        ),
         (
             ["experiment=rpr_gan_augment", "gan.model.latent_dim=0"],
             r"^gan\.model\.latent_dim must be a positive integer, got 0$",

@@ -33,7 +33,7 @@ def params(module: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def same(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
-    return all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+    return all(torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
 
 
 def quiet_trainer(root: Path, **extra) -> pl.Trainer:

@@ -32,7 +32,10 @@ def linear_problem(n: int, d: int, seed: int):
 def test_exact_attack_flips_just_above_the_distance_and_not_just_below(clip):
     x, y, w, b = linear_problem(200, 30, seed=0)
     eps = linear_exact_distance(x, y, w, b, clip)
-    margin = lambda e: y * (linear_worst_case(x, y, w, e, clip) @ w + b)
+
+    def margin(e):
+        return y * (linear_worst_case(x, y, w, e, clip) @ w + b)
+
     inside = (eps > 0) & torch.isfinite(eps)
     assert inside.sum() > 100 and (eps[y * (x @ w + b) <= 0] == 0).all()
     for i in torch.nonzero(inside).flatten().tolist():

@@ -17,7 +17,7 @@ from robustlab.measure import measure
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
-from common import write_image_folder
+from common import write_image_folder  # noqa: E402 (examples/common.py is importable only after the path above)
 
 
 def env() -> dict:

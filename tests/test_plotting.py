@@ -180,7 +180,8 @@ def test_seed_band_of_one_seed_has_no_interval():
 
 
 def assert_ordered(band: dict) -> None:
-    """low <= mean <= high wherever there is an interval (resampled means of equal values may differ in the last bit)."""
+    """low <= mean <= high wherever there is an interval (resampled means of equal values may differ in the last
+    bit)."""
     has = ~np.isnan(band["low"])
     tol = 1e-12
     assert (band["low"][has] <= band["mean"][has] + tol).all() and (band["mean"][has] <= band["high"][has] + tol).all()
@@ -225,7 +226,7 @@ def test_sweep_writes_figure_and_csv_and_names_failed_jobs(tmp_path, capsys):
     )
     assert bands[bands.perturbation != PIXELS].ci_low.isna().all()  # one seed: no interval
     pixels = table[table.scheme == "pixels"]
-    assert sorted(zip(pixels.seed, pixels.max_steps)) == [(0, 2), (0, 4), (1, 4)]
+    assert sorted(zip(pixels.seed, pixels.max_steps, strict=True)) == [(0, 2), (0, 4), (1, 4)]
     np.testing.assert_allclose(pixels[pixels.max_steps == 4].robust_ratio.mean(), 0.5)
     np.testing.assert_allclose(pixels[pixels.max_steps == 2].robust_ratio, 4 / 6)
     assert table.run_dir.map(lambda d: Path(d).name).tolist() == ["3", "1", "0", "2"]

@@ -31,7 +31,9 @@ def test_verdict_without_numbers_says_so():
 
 
 def agreement(kappa_arch: float) -> dict:
-    row = lambda k: {"kappa": k, "spearman": k, "jaccard": k, "pairs": 1}
+    def row(k) -> dict:
+        return {"kappa": k, "spearman": k, "jaccard": k, "pairs": 1}
+
     return {"retest": row(0.8), "training_seed": row(0.7), "architecture": row(kappa_arch), "class_only": row(0.05)}
 
 

@@ -81,7 +81,7 @@ def test_section_tables_and_report(tmp_path):
             "seed": 0,
         }
         for split, curve in (("test", [0.8, 0.4, 0.1]), ("train", [0.9, 0.5, 0.2]))
-        for s, r in zip([0.1, 0.3, 0.5], curve)
+        for s, r in zip([0.1, 0.3, 0.5], curve, strict=True)
     ]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(op / RESULTS, index=False)
 

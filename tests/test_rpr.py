@@ -47,7 +47,7 @@ def reference_rpr(model, images, labels, perturbation, max_steps, seed, indices=
     indices = torch.arange(len(images)) if indices is None else torch.as_tensor(indices)
     first_failure, fail_pred, clean_pred = [], [], []
     with torch.no_grad():
-        for x, y, index in zip(images, labels, indices):
+        for x, y, index in zip(images, labels, indices, strict=True):
             clean = int(torch.as_tensor(model(x[None])).argmax(1)[0])
             clean_pred.append(clean)
             if clean != int(y):

@@ -69,7 +69,8 @@ def config(name: str, seed: int, **extra) -> dict:
 
 @pytest.fixture
 def runs_root(tmp_path) -> Path:
-    """paper profile: rpr_mnist over 3 seeds (+ one failed seed), linear_robust eps 0 / 0.1 x seeds 0, 1 (+ one broken)."""
+    """paper profile: rpr_mnist over 3 seeds (+ one failed seed), linear_robust eps 0 / 0.1 x seeds 0, 1 (+ one
+    broken)."""
     root = tmp_path / "outputs"
     rpr = root / "reproduce" / "paper" / "rpr_mnist"
     rpr.mkdir(parents=True)

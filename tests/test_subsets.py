@@ -20,7 +20,7 @@ def pool(counts: list[int], start: int = 100, seed: int = 0):
 
 
 def labels_of(chosen, index, labels):
-    lookup = dict(zip(index.tolist(), labels.tolist()))
+    lookup = dict(zip(index.tolist(), labels.tolist(), strict=True))
     return np.array([lookup[i] for i in chosen.tolist()])
 
 
@@ -169,6 +169,7 @@ def test_control_needs_enough_points_and_too_small_says_why():
     with pytest.raises(RobustlabError, match=r"fewer points than the control needs in classes \{0: \(3, 5\)\}"):
         matched_random_subset(index, labels, np.array([5, 5]), seed=0)
     assert too_small(np.array([12, 3, 0]), 10) == (
-        "robust subset too small to train on: classes {1: 3, 2: 0} have fewer than rpr.balance.min_per_class=10 robust training images"
+        "robust subset too small to train on: classes {1: 3, 2: 0} have fewer than rpr.balance.min_per_class=10 robust "
+        "training images"
     )
     assert too_small(np.array([12, 10]), 10) is None

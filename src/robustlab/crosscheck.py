@@ -133,7 +133,10 @@ def compare(
     require_art()
     rows = []
     with torch.no_grad():
-        predict = lambda x: model(x).argmax(1)
+
+        def predict(x):
+            return model(x).argmax(1)
+
     for eps in settings.epsilons:
         for name, attack in art_attacks(model, tuple(images.shape[1:]), num_classes, eps, settings).items():
             mine = ours(name, model, images, labels, eps, settings)

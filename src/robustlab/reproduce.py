@@ -272,7 +272,7 @@ class Progress:
 
     def __init__(self, order: list[tuple[str, int]], to_run: dict[str, int]):
         self.first = {}  # group -> place of its first job, counted from 1
-        for name, count in order:
+        for name, _count in order:
             self.first[name] = sum(c for _, c in order[: len(self.first)]) + 1
         self.total, self.to_run, self.seconds = sum(c for _, c in order), dict(to_run), {}
 
@@ -570,7 +570,8 @@ def status(experiments: list[Experiment], ctx: Context) -> dict[str, int]:
         states = [(job, jobs.state(job.folder, job.identity)) for job in plan(group, ctx, values)]
         mine = {s: sum(st.state == s for _, st in states) for s in counts}
         print(
-            f"{group.name}: {', '.join(f'{n} {s}' for s, n in mine.items() if n) or 'no jobs'} ({ctx.run_dir / group.name})"
+            f"{group.name}: {', '.join(f'{n} {s}' for s, n in mine.items() if n) or 'no jobs'} "
+            f"({ctx.run_dir / group.name})"
         )
         for job, st in states:
             counts[st.state] += 1

@@ -233,11 +233,13 @@ def check_rpr(r: dict) -> None:
     one_of("rpr.balance.on_shortfall", r["balance"]["on_shortfall"], ("error", "smallest", "up_to"))
     require(
         is_int(r["train_until_balanced"]) and r["train_until_balanced"] >= 0,
-        f"rpr.train_until_balanced must be 0 (measure every training point) or a positive chunk size, got {r['train_until_balanced']}",
+        "rpr.train_until_balanced must be 0 (measure every training point) or a positive chunk size, got "
+        f"{r['train_until_balanced']}",
     )
     require(
         not (r["train_until_balanced"] and r["reuse_from"]),
-        "rpr.train_until_balanced measures the training points chunk by chunk; it cannot take them from rpr.reuse_from: set one of them",
+        "rpr.train_until_balanced measures the training points chunk by chunk; it cannot take them from "
+        "rpr.reuse_from: set one of them",
     )
     if r["shard"] is not None:
         match = SHARD.fullmatch(str(r["shard"]))
@@ -293,6 +295,70 @@ def check_attack(a: dict) -> None:
         require(step is None or step >= 0, f"attack.pgd.step_size must be >= 0 or null (2.5 eps / steps), got {step}")
 
 
+def check_inherent(i: dict) -> None:
+    """experiment=rpr_inherent (the pipeline calls it too, for callers without the command line)."""
+    require(
+        isinstance(i["architectures"], dict) and len(i["architectures"]) >= 2,
+        "inherent.architectures must name at least two model configs (the first is the reference)",
+    )
+    require(
+        isinstance(i["operating_points"], dict) and len(i["operating_points"]) >= 1,
+        "inherent.operating_points must name at least one perturbation config",
+    )
+    require(
+        isinstance(i["seed_offset"], int) and i["seed_offset"] != 0,
+        f"inherent.seed_offset must be a non-zero integer, got {i['seed_offset']}",
+    )
+    require(
+        isinstance(i["retest_offset"], int) and i["retest_offset"] != 0,
+        f"inherent.retest_offset must be a non-zero integer, got {i['retest_offset']}",
+    )
+    fraction = i["least_fraction"]
+    require(
+        isinstance(fraction, int | float) and 0 < fraction <= 1,
+        f"inherent.least_fraction must be in (0, 1], got {fraction}",
+    )
+    require(
+        isinstance(i["baseline_draws"], int) and i["baseline_draws"] >= 1,
+        f"inherent.baseline_draws must be a positive integer, got {i['baseline_draws']}",
+    )
+
+
+def check_exact(e: dict) -> None:
+    """experiment=rpr_vs_exact (the pipeline calls it too); the data config's class is checked where it is built."""
+    radii = e["rpr_epsilons"]
+    numbers = isinstance(radii, list) and all(isinstance(v, int | float) for v in radii)
+    radii = [float(v) for v in radii] if numbers else radii
+    require(
+        numbers and len(radii) >= 1 and all(0 < v <= 1 for v in radii),
+        f"exact.rpr_epsilons must be values in (0, 1], got {radii}",
+    )
+    require(
+        isinstance(e["eps_max"], int | float) and 0 < e["eps_max"] <= 1,
+        f"exact.eps_max must be in (0, 1], got {e['eps_max']}",
+    )
+    require(
+        isinstance(e["bisection"], int) and e["bisection"] >= 1,
+        f"exact.bisection must be a positive integer, got {e['bisection']}",
+    )
+    require(
+        isinstance(e["pgd_steps"], int) and e["pgd_steps"] >= 1,
+        f"exact.pgd_steps must be a positive integer, got {e['pgd_steps']}",
+    )
+
+
+def check_operating_point(o: dict) -> None:
+    """experiment=operating_point (the pipeline calls it too); each scheme's values are checked when it is built."""
+    curves = o["curves"]
+    require(isinstance(curves, list) and curves, "operating_point.curves must list at least one curve")
+    for curve in curves:
+        strengths = list(curve["strengths"])
+        require(
+            strengths == sorted(set(strengths)),
+            f"operating_point curve '{curve['name']}': strengths must increase, got {strengths}",
+        )
+
+
 def check_sections(cfg: dict) -> None:
     """The top-level sections of the run's pipeline (conf/experiment/<preset>.yaml sets them)."""
     if "checkpoints" in cfg:
@@ -319,6 +385,12 @@ def check_sections(cfg: dict) -> None:
             positive(f"gan.{key}", cfg["gan"][key])
         if isinstance(cfg["gan"].get("model"), dict):
             check_model(cfg["gan"]["model"], "gan.model")
+    if "inherent" in cfg:
+        check_inherent(cfg["inherent"])
+    if "exact" in cfg:
+        check_exact(cfg["exact"])
+    if "operating_point" in cfg:
+        check_operating_point(cfg["operating_point"])
 
 
 def typed(key: str, node_type: Any, value: Any) -> None:

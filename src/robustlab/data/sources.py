@@ -64,7 +64,8 @@ def _download(source: Source, root: Path) -> None:
     except Exception as error:  # any network or archive failure becomes the one-line message below
         raise RobustlabError(
             f"could not download {source.name} into {root} ({type(error).__name__}); without internet put "
-            f"{', '.join(_missing(source, root))} into {root / source.folder} or point ROBUSTLAB_DATA (data.root) elsewhere"
+            f"{', '.join(_missing(source, root))} into {root / source.folder} or point ROBUSTLAB_DATA (data.root) "
+            "elsewhere"
         ) from None
 
 

@@ -49,7 +49,8 @@ def penultimate(model: nn.Module) -> nn.Module:
     net = getattr(model, "net", None)
     require(
         isinstance(net, nn.Sequential) and isinstance(net[-1], nn.Linear),
-        f"the quality classifier must hold an nn.Sequential `net` ending in a Linear layer (a SimpleCNN), got {type(model).__name__}",
+        "the quality classifier must hold an nn.Sequential `net` ending in a Linear layer (a SimpleCNN), got "
+        f"{type(model).__name__}",
     )
     return net[:-1]
 

@@ -48,7 +48,8 @@ def upsampling_plan(input_shape) -> tuple[int, int]:
         side, n = side // 2, n + 1
     require(
         h == w and n >= 1 and 3 <= side <= 7,
-        f"DCGAN cannot produce {h}x{w} images: it needs square images of side b*2^n with b in 3..7 and n >= 1 (e.g. 28, 32, 64)",
+        f"DCGAN cannot produce {h}x{w} images: it needs square images of side b*2^n with b in 3..7 and n >= 1 (e.g. "
+        "28, 32, 64)",
     )
     return side, n
 
@@ -72,7 +73,7 @@ class Generator(nn.Module):
             nn.ReLU(True),
         )
         layers = []
-        for a, b in zip(widths, widths[1:]):
+        for a, b in zip(widths, widths[1:], strict=False):  # consecutive pairs: one fewer than the widths
             layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
         self.body = nn.Sequential(*layers, nn.ConvTranspose2d(widths[-1], input_shape[0], 4, 2, 1), nn.Tanh())
 
@@ -103,7 +104,7 @@ class Discriminator(nn.Module):
             nn.Conv2d(input_shape[0] + num_classes, widths[0], 4, 2, 1),
             nn.LeakyReLU(0.2, True),
         ]  # no batch norm on the input layer
-        for a, b in zip(widths, widths[1:]):
+        for a, b in zip(widths, widths[1:], strict=False):  # consecutive pairs: one fewer than the widths
             layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, True)]
         self.body = nn.Sequential(*layers, nn.Flatten())
         features = widths[-1] * base * base

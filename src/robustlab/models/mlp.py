@@ -25,6 +25,6 @@ class MLP(ImageClassifier):
         require(all(int(h) >= 1 for h in hidden), f"model.hidden must be positive widths, got {list(hidden)}")
         widths = [math.prod(self.input_shape), *[int(h) for h in hidden]]
         layers: list[nn.Module] = [nn.Flatten()]
-        for a, b in zip(widths, widths[1:]):
+        for a, b in zip(widths, widths[1:], strict=False):  # consecutive pairs: one fewer than the widths
             layers += [nn.Linear(a, b), nn.ReLU()]
         self.net = nn.Sequential(*layers, nn.Linear(widths[-1], num_classes))

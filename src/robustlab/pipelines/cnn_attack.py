@@ -65,7 +65,8 @@ class CNNAttack:
         for name, model in self.models.items():
             require(
                 tuple(model.input_shape) == self.data.input_shape,
-                f"checkpoint {self.checkpoints[name]} expects inputs {tuple(model.input_shape)}, data {cfg.data.name} has {self.data.input_shape}",
+                f"checkpoint {self.checkpoints[name]} expects inputs {tuple(model.input_shape)}, data {cfg.data.name} "
+                f"has {self.data.input_shape}",
             )
         # The fast path wraps copies; the attacks' gradients flow through it (autocast only for the forward pass).
         self.plain = dict(self.models)  # the weights the cache key hashes (a FastForward copy holds the same)
@@ -133,12 +134,14 @@ class CNNAttack:
         grid = metrics["attack"]["grid"]
         lines = [
             f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['name']}, "
-            f"{metrics['data']['test_points']} test points | eps {grid['start']:g}..{grid['stop']:g} ({grid['num']} values)"
+            f"{metrics['data']['test_points']} test points | eps {grid['start']:g}..{grid['stop']:g} ({grid['num']} "
+            "values)"
         ]
         for name, m in metrics["models"].items():
             attacks = [k for k in m if isinstance(m[k], dict)]
             at50 = ", ".join(
-                f"{k} acc < 50% from eps {_eps(m[k]['first_grid_eps'])}, acc at eps {grid['stop']:g}: {m[k]['accuracy_at_max_eps']:.4f}"
+                f"{k} acc < 50% from eps {_eps(m[k]['first_grid_eps'])}, acc at eps {grid['stop']:g}: "
+                f"{m[k]['accuracy_at_max_eps']:.4f}"
                 for k in attacks
             )
             lines.append(f"   {name}: clean test accuracy {m['test_accuracy']:.4f}; {at50}")

@@ -7,7 +7,8 @@ project's SimpleCNN, which is NOT the Inception FID, and the histogram of predic
 same architecture trained on the same few labels alone. Everything lands in the run directory:
 
   G/metrics.csv             losses per logged step (Lightning's CSV logger; "step" = training step)
-  G/samples/step_NNNNNN.png G's images for a fixed noise, before training, every model.sample_every_n_steps and at the end
+  G/samples/step_NNNNNN.png G's images for a fixed noise, before training, every model.sample_every_n_steps and at
+                            the end
   G.ckpt                    G and D (Lightning checkpoint)
   interpolation.npz, .png   G's images along straight lines between pairs of latent codes
   class_histogram.csv       classes the quality classifier predicts for generated and for real test images
@@ -148,7 +149,8 @@ class DCGANRun:
             {"class": np.arange(k), "generated": report["generated_classes"], "real_test": report["real_classes"]},
         )
         log.info(
-            "Fréchet distance in SimpleCNN features (not FID): %.3f (real vs real: %.3f); classes of generated images: %s",
+            "Fréchet distance in SimpleCNN features (not FID): %.3f (real vs real: %.3f); classes of generated "
+            "images: %s",
             report["frechet_distance"],
             report["frechet_distance_real_vs_real"],
             report["generated_classes"],
@@ -216,28 +218,31 @@ class DCGANRun:
         d, m, t = metrics["data"], metrics["model"], metrics["training"]
         options = ", ".join(metrics["options"]) or "plain DCGAN"
         lines = [
-            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} ({d['train_images']} train images) "
-            f"| {options} | G/D widths {m['g_width']}/{m['d_width']}, latent {m['latent_dim']} {m['latent']}",
-            f"   {t['steps']} steps ({t['epochs']} epochs of batch {t['batch_size']}); last logged D loss {t['final'].get('d_loss', float('nan')):.4f}, "
-            f"G loss {t['final'].get('g_loss', float('nan')):.4f}",
+            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
+            f"({d['train_images']} train images) | {options} | G/D widths {m['g_width']}/{m['d_width']}, latent "
+            f"{m['latent_dim']} {m['latent']}",
+            f"   {t['steps']} steps ({t['epochs']} epochs of batch {t['batch_size']}); last logged D loss "
+            f"{t['final'].get('d_loss', float('nan')):.4f}, G loss {t['final'].get('g_loss', float('nan')):.4f}",
         ]
         q = metrics.get("quality")
         if q:
             lines.append(
                 f"   Fréchet distance in SimpleCNN features (NOT the Inception FID), {q['generated_images']} images: "
-                f"{q['frechet_distance']:.3f} generated vs real test; {q['frechet_distance_real_vs_real']:.3f} real train vs real test"
+                f"{q['frechet_distance']:.3f} generated vs real test; {q['frechet_distance_real_vs_real']:.3f} real "
+                "train vs real test"
             )
             intended = (
                 f"; made for that class: {q['classified_as_intended']:.3f}" if "classified_as_intended" in q else ""
             )
             lines.append(
-                f"   classes the CNN sees in generated images: {q['generated_classes']} ({q['classes_covered']} classes over 1%, "
-                f"normalised entropy {q['class_entropy']:.3f}){intended}"
+                f"   classes the CNN sees in generated images: {q['generated_classes']} ({q['classes_covered']} "
+                f"classes over 1%, normalised entropy {q['class_entropy']:.3f}){intended}"
             )
         s = metrics.get("semi_supervised")
         if s:
             lines.append(
-                f"   semi-supervised D, {s['labelled_images']} labels: test accuracy {s['gan_discriminator_test_accuracy']:.4f} "
-                f"vs {s['labels_only_test_accuracy']:.4f} for the same architecture trained on those labels alone"
+                f"   semi-supervised D, {s['labelled_images']} labels: test accuracy "
+                f"{s['gan_discriminator_test_accuracy']:.4f} vs {s['labels_only_test_accuracy']:.4f} for the same "
+                "architecture trained on those labels alone"
             )
         return lines

@@ -187,7 +187,8 @@ class LinearRobust:
                 "attack": self.attack.name,
                 "clip": self.attack.clip,
                 "grid": {"start": float(self.grid[0]), "stop": float(self.grid[-1]), "num": len(self.grid)},
-                # first grid epsilon with test accuracy < 50%, and the epsilon where the linearly interpolated curve crosses 50%
+                # first grid epsilon with test accuracy < 50%, and the epsilon where the linearly interpolated curve
+                # crosses 50%
                 "eps_below_50": headline["first_grid_eps"],
                 "eps_at_50": headline["interpolated_eps"],
                 "curves": {
@@ -205,9 +206,9 @@ class LinearRobust:
         beside this run's numbers."""
         d, m = metrics["data"], metrics["model"]
         header = (
-            f"{EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} digits {d['digits']} "
-            f"({d['train_images']} train / {d['test_images']} test images) | eps={metrics['epsilon']} lr={m['lr']} "
-            f"reduction={m['reduction']} epochs={m['epochs']}"
+            f"{EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} digits "
+            f"{d['digits']} ({d['train_images']} train / {d['test_images']} test images) | eps={metrics['epsilon']} "
+            f"lr={m['lr']} reduction={m['reduction']} epochs={m['epochs']}"
         )
         return {"metrics": metrics, "header": header, "source": "blog"}
 

@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 
 from robustlab import results
 from robustlab.config import build
+from robustlab.configs.validate import check_operating_point
 from robustlab.data import sample_points
-from robustlab.errors import require
 from robustlab.pipelines.rpr_retrain import RPRRetrain
 from robustlab.pipelines.training import accuracy
 from robustlab.robustness.calibration import COLUMNS, RESULTS
@@ -32,10 +32,6 @@ def curve_settings(curve) -> list[dict]:
     """The perturbation config of each strength of one curve (``param`` may name several fields set alike)."""
     params = curve["param"] if isinstance(curve["param"], list) else [curve["param"]]
     strengths = list(curve["strengths"])
-    require(
-        strengths == sorted(set(strengths)),
-        f"operating_point curve '{curve['name']}': strengths must increase, got {strengths}",
-    )
     fixed = dict(curve.get("params") or {})
     return [{"name": curve["scheme"], **fixed, **{p: s for p in params}} for s in strengths]
 
@@ -45,8 +41,9 @@ class OperatingPoint(RPRRetrain):
 
     def run(self) -> dict:
         cfg, started = self.cfg, time.perf_counter()
+        # The command line's pre-check ran this already (configs/validate.py); again for direct callers.
+        check_operating_point(OmegaConf.to_container(cfg.operating_point, resolve=True))
         curves = OmegaConf.to_container(cfg.operating_point.curves, resolve=True)
-        require(isinstance(curves, list) and curves, "operating_point.curves must list at least one curve")
         self.data.setup()
         settings = {c["name"]: curve_settings(c) for c in curves}
         for c in curves:  # every scheme is built (and its parameters checked) before M is trained
@@ -60,7 +57,7 @@ class OperatingPoint(RPRRetrain):
         rows = []
         for c in curves:
             splits = ["test", "train"] if c.get("train") else ["test"]
-            for setting, strength in zip(settings[c["name"]], c["strengths"]):
+            for setting, strength in zip(settings[c["name"]], c["strengths"], strict=True):
                 perturbation = build({"_target_": "robustlab.robustness.make_perturbation", **setting})
                 for split in splits:
                     rows.append(self.point(model, perturbation, c, strength, split, points[split]))
@@ -119,6 +116,7 @@ class OperatingPoint(RPRRetrain):
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
         return [
-            f"== operating_point | profile={metrics['profile']} seed={metrics['seed']} | MAX_STEPS={metrics['max_steps']} | "
-            f"curves: {', '.join(metrics['curves'])} | M test accuracy {metrics['M']['test_accuracy']:.4f}"
+            f"== operating_point | profile={metrics['profile']} seed={metrics['seed']} | "
+            f"MAX_STEPS={metrics['max_steps']} | curves: {', '.join(metrics['curves'])} | M test accuracy "
+            f"{metrics['M']['test_accuracy']:.4f}"
         ]

@@ -81,7 +81,8 @@ class RPRGanAugment(RPRRetrain):
             self.gan = build(g.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes)
         require(
             isinstance(self.gan, DCGAN) and self.gan.hparams.conditional,
-            "gan.model must be a class-conditional DCGAN (gan.model.conditional=true): each generated image needs the class it was made for",
+            "gan.model must be a class-conditional DCGAN (gan.model.conditional=true): each generated image needs the "
+            "class it was made for",
         )
         self.trained_on: dict[str, VisionDataModule] = {}
 
@@ -187,9 +188,9 @@ class RPRGanAugment(RPRRetrain):
         lines = RPRRetrain.summary_lines(metrics | {"experiment": "rpr_retrain"})
         g = metrics["gan"]
         lines.append(
-            f"   G: conditional DCGAN, {g['training']['steps']} steps on the {g['training']['images']} robust images; kept "
-            f"{g['kept']} of {g['generated']} generated images ({g['classified_as_intended']:.1%} classified as intended), "
-            f"per class {g['kept_per_class']}"
+            f"   G: conditional DCGAN, {g['training']['steps']} steps on the {g['training']['images']} robust images; "
+            f"kept {g['kept']} of {g['generated']} generated images ({g['classified_as_intended']:.1%} classified "
+            f"as intended), per class {g['kept_per_class']}"
         )
         t = table_columns(metrics)
         for i, name in enumerate(t["model"]):

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
 from robustlab.config import build
+from robustlab.configs.validate import check_inherent, positive
 from robustlab.data import VisionDataModule, sample_points
 from robustlab.errors import require
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
@@ -107,31 +108,9 @@ class RPRInherent:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir, self.timings = cfg, Path(run_dir), {}
         i = cfg.inherent
-        require(
-            OmegaConf.is_dict(i.architectures) and len(i.architectures) >= 2,
-            "inherent.architectures must name at least two model configs (the first is the reference)",
-        )
-        require(
-            OmegaConf.is_dict(i.operating_points) and len(i.operating_points) >= 1,
-            "inherent.operating_points must name at least one perturbation config",
-        )
-        require(
-            isinstance(i.seed_offset, int) and i.seed_offset != 0,
-            f"inherent.seed_offset must be a non-zero integer, got {i.seed_offset}",
-        )
-        require(
-            isinstance(i.retest_offset, int) and i.retest_offset != 0,
-            f"inherent.retest_offset must be a non-zero integer, got {i.retest_offset}",
-        )
-        require(0 < i.least_fraction <= 1, f"inherent.least_fraction must be in (0, 1], got {i.least_fraction}")
-        require(
-            isinstance(i.baseline_draws, int) and i.baseline_draws >= 1,
-            f"inherent.baseline_draws must be a positive integer, got {i.baseline_draws}",
-        )
-        require(
-            isinstance(cfg.rpr.max_steps, int) and cfg.rpr.max_steps >= 1,
-            f"rpr.max_steps must be a positive integer, got {cfg.rpr.max_steps}",
-        )
+        # The command line's pre-check ran these already (configs/validate.py); again for direct callers.
+        check_inherent(OmegaConf.to_container(i, resolve=True))
+        positive("rpr.max_steps", cfg.rpr.max_steps)
         check_options(cfg.rpr.batch_size, cfg.rpr.compile, cfg.rpr.autocast)
         schemes = {str(k): OmegaConf.to_container(v, resolve=True) for k, v in i.operating_points.items()}
         self.calibration = self.calibrate(schemes)

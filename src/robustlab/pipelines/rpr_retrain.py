@@ -161,7 +161,8 @@ class RPRRetrain:
         model = load_classifier(get_class(self.cfg.model._target_), source).to(compute_device(self.cfg.trainer))
         require(
             tuple(model.input_shape) == self.data.input_shape,
-            f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has {self.data.input_shape}",
+            f"checkpoint {source} expects inputs {model.input_shape}, data {self.cfg.data.name} has "
+            f"{self.data.input_shape}",
         )
         return model
 
@@ -425,7 +426,8 @@ class RPRRetrain:
         d = metrics["data"]
         header = (
             f"{metrics['experiment']} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
-            f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, MAX_STEPS={metrics['max_steps']}"
+            f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, "
+            f"MAX_STEPS={metrics['max_steps']}"
         )
         return {"metrics": metrics, "header": header, "source": "paper"}
 

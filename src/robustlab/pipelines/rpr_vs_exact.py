@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robustlab import results
 from robustlab.config import build
+from robustlab.configs.validate import check_exact
 from robustlab.data import sample_points
 from robustlab.data.binary import BinaryDataModule
 from robustlab.errors import require
@@ -71,20 +72,9 @@ class RPRVsExact:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir, self.timings = cfg, Path(run_dir), {}
         e = cfg.exact
+        # The command line's pre-check ran this already (configs/validate.py); again for direct callers.
+        check_exact(OmegaConf.to_container(e, resolve=True))
         self.rpr_eps = [float(v) for v in e.rpr_epsilons]
-        require(
-            len(self.rpr_eps) >= 1 and all(0 < v <= 1 for v in self.rpr_eps),
-            f"exact.rpr_epsilons must be values in (0, 1], got {self.rpr_eps}",
-        )
-        require(0 < e.eps_max <= 1, f"exact.eps_max must be in (0, 1], got {e.eps_max}")
-        require(
-            isinstance(e.bisection, int) and e.bisection >= 1,
-            f"exact.bisection must be a positive integer, got {e.bisection}",
-        )
-        require(
-            isinstance(e.pgd_steps, int) and e.pgd_steps >= 1,
-            f"exact.pgd_steps must be a positive integer, got {e.pgd_steps}",
-        )
         self.linear_data = build(e.linear_data)
         require(
             isinstance(self.linear_data, BinaryDataModule),

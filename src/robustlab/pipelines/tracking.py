@@ -154,7 +154,7 @@ def run_numbers(run_dir: Path, metrics: dict) -> Iterator[tuple[str, float, int]
         result = results.load_rpr(path)
         for over, suffix in (("all", ""), ("correct", "_of_correct")):
             steps, ratio = result.curve(over)
-            for step, value in zip(steps, ratio):
+            for step, value in zip(steps, ratio, strict=True):
                 if math.isfinite(value):
                     yield f"curve.{path.stem}.robust_ratio{suffix}", float(value), int(step)
     if (run_dir / ATTACK_CURVE).is_file():

@@ -1,6 +1,6 @@
 """What a band means in every figure: the mean over seeds and its 95% Student's t confidence
-interval with n - 1 degrees of freedom (``robustlab.stats.t_mean``), so a shaded band or an error bar in the RPR, sweep and
-linear figures says the same thing.
+interval with n - 1 degrees of freedom (``robustlab.stats.t_mean``), so a shaded band or an error bar in the RPR,
+sweep and linear figures says the same thing.
 
 A point reached by fewer than two seeds has no interval (low and high are NaN): one seed says
 nothing about the spread, and a zero-width band would pretend it does.

@@ -49,7 +49,10 @@ def parser() -> argparse.ArgumentParser:
     )
     dcgan = sub.add_parser(
         "dcgan",
-        help="DCGAN figures (shared/seeds/000) from a run of experiment=dcgan_mnist / dcgan_cifar10, or every job of a multirun",
+        help=(
+            "DCGAN figures (shared/seeds/000) from a run of experiment=dcgan_mnist / dcgan_cifar10, or every job of a "
+            "multirun"
+        ),
     )
     where = dcgan.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", type=Path, help="run directory written by `robustlab experiment=dcgan_...`")

@@ -54,7 +54,8 @@ def load_metrics(run_dir: str | Path, experiments: tuple[str, ...]) -> tuple[Pat
     metrics = results.read_json(metrics_path(path))
     require(
         metrics.get("experiment") in experiments,
-        f"{path} holds a run of experiment '{metrics.get('experiment', '?')}'; this command draws runs of {' or '.join(experiments)}",
+        f"{path} holds a run of experiment '{metrics.get('experiment', '?')}'; this command draws runs of "
+        f"{' or '.join(experiments)}",
     )
     return path, metrics
 
@@ -88,7 +89,7 @@ def plot_samples(gan_dir: Path, out_dir: Path, foot: str, name: str) -> list[Pat
     """G's images for the same fixed noise at steps of training, left to right."""
     files = evenly(sample_files(gan_dir), GRIDS_SHOWN)
     fig, axes = plt.subplots(1, len(files), figsize=(2.4 * len(files) + 0.4, 3.2), squeeze=False)
-    for ax, file in zip(axes[0], files):
+    for ax, file in zip(axes[0], files, strict=True):
         ax.imshow(mpimg.imread(file))
         ax.set_title(f"step {int(file.stem.split('_')[1])}", fontsize=9)
         ax.axis("off")
@@ -107,7 +108,7 @@ def plot_interpolation(run_dir: Path, out_dir: Path, foot: str, name: str) -> li
             images[r],
             [f"{a:.2f}" if r == 0 else "" for a in alpha],
         )
-        for r, c in zip(range(len(images)), data.get("classes", range(len(images))))
+        for r, c in zip(range(len(images)), data.get("classes", range(len(images))), strict=True)
     ]
     fig = image_grid(rows, col_width=1.0, row_height=1.15)
     finish(fig, "Latent-space interpolation: z = (1 - a) z0 + a z1 (a above the columns)", foot)
@@ -123,7 +124,7 @@ def plot_losses(gan_dir: Path, out_dir: Path, foot: str, name: str) -> list[Path
         (left, {"train/d_loss": "D loss", "train/g_loss": "G loss", "train/d_supervised": "D supervised loss"}),
         (right, {"train/d_real": "D(x), real images", "train/d_fake": "D(G(z)), generated images"}),
     ):
-        for i, (column, label) in enumerate((c, l) for c, l in columns.items() if c in log):
+        for i, (column, label) in enumerate((c, name) for c, name in columns.items() if c in log):
             rows = log[["step", column]].dropna()
             ax.plot(rows["step"], rows[column], label=label, color=PALETTE[i], lw=1.5)
         ax.set_xlabel("training step (one D and one G update)")
@@ -210,7 +211,7 @@ def plot_augment_models(run_dir: Path, metrics: dict, out_dir: Path, name: str) 
     ):
         drawn = bars.bar(x + offset, table[column], 0.4, label=label, color=color)
         bars.bar_label(drawn, fmt="%.3f", fontsize=7, padding=2)
-    bars.set_xticks(x, [f"{m}\n{n} train images" for m, n in zip(table["model"], table["train_images"])])
+    bars.set_xticks(x, [f"{m}\n{n} train images" for m, n in zip(table["model"], table["train_images"], strict=True)])
     bars.set_ylim(0, 1.3)  # room for the bar labels and the legend above the highest bar
     bars.legend(fontsize=8, loc="upper center", ncol=2)
     for model, key in AUGMENT_MODELS.items():
@@ -240,7 +241,7 @@ def plot_augment_examples(run_dir: Path, metrics: dict, out_dir: Path, name: str
                 ex["rejected_images"],
                 [
                     f"made as {names[y]}\n{why(p, s)}"
-                    for y, p, s in zip(ex["rejected_labels"], ex["rejected_pred"], ex["rejected_step"])
+                    for y, p, s in zip(ex["rejected_labels"], ex["rejected_pred"], ex["rejected_step"], strict=True)
                 ],
             ),
         ],
@@ -264,7 +265,8 @@ def plot_gan_augment(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     foot = provenance(
         [metrics],
         [
-            f"{metrics['data']['name']}: conditional DCGAN on {metrics['gan']['training']['images']} robust training images",
+            f"{metrics['data']['name']}: conditional DCGAN on {metrics['gan']['training']['images']} robust training "
+            "images",
             f"{metrics['gan']['training']['steps']} steps",
         ],
     )

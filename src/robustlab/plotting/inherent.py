@@ -151,7 +151,7 @@ def hardest_figure(run: Path, metrics: dict, out: Path, point: str) -> list[Path
 def per_class_figure(run: Path, metrics: dict, out: Path) -> list[Path]:
     points = list(metrics["operating_points"])
     fig, axes = plt.subplots(1, len(points), figsize=(5.2 * len(points), 3.6), squeeze=False)
-    for ax, point in zip(axes[0], points):
+    for ax, point in zip(axes[0], points, strict=True):
         table = pd.read_csv(run / f"agreement_per_class_{point}.csv")
         classes = sorted(table["class"].unique())
         width = 0.8 / len(KIND_ORDER)
@@ -193,7 +193,7 @@ def exact_figure(run: Path, metrics: dict, out: Path) -> list[Path]:
     panels = len(linear) + 2
     fig, axes = plt.subplots(1, panels, figsize=(3.9 * panels, 3.8), squeeze=False)
     axes = axes[0]
-    for ax, name in zip(axes, linear):
+    for ax, name in zip(axes, linear, strict=False):  # the last two panels are not linear models
         table = pd.read_csv(run / f"linear_{name}.csv")
         keep = table["exact_clipped"] > 0
         for k, e in enumerate(eps):

@@ -73,7 +73,8 @@ def load_job(job: Path) -> LinearRun | None:
     metrics = results.read_json(metrics_path(job))
     require(
         metrics.get("experiment") == EXPERIMENT,
-        f"{metrics_path(job)} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of experiment={EXPERIMENT}",
+        f"{metrics_path(job)} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of "
+        f"experiment={EXPERIMENT}",
     )
     return LinearRun(job, metrics)
 
@@ -177,7 +178,8 @@ def table_tex(rows: list[dict], footer_text: str) -> str:
     ]
     lines = [
         f"% robustlab: the blog's accuracy table, reproduced ({footer_text}).",
-        f"% Mean $\\pm$ sd over {'/'.join(map(str, seeds))} seed(s) (no sd with one seed). Train: running accuracy over the",
+        f"% Mean $\\pm$ sd over {'/'.join(map(str, seeds))} seed(s) (no sd with one seed). Train: running accuracy "
+        "over the",
         "% last training epoch (the blog's definition). Attack: exact x - eps y sign(w), not clipped, test set.",
         "\\begin{tabular}{l" + "c" * len(rows) + "}",
         "\\toprule",
@@ -208,13 +210,16 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
     """Test accuracy under the exact attack vs epsilon, not clipped (left, the blog's) and clipped (right)."""
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 5.2), sharey=True)
     palette = colors(runs)
-    for ax, (column, title) in zip(axes, CURVES.items()):
+    for ax, (column, title) in zip(axes, CURVES.items(), strict=True):
         for eps, group in by_model(runs).items():
             eps_grid = group[0].curve()["eps"].to_numpy()
             band = seed_band([(r.seed, r.curve()[column].to_numpy()) for r in group])
             at50 = _stats([r.metrics["attack"]["curves"][column]["interpolated_eps"] for r in group])
             seeds = len({r.seed for r in group})
-            label = f"{model_name(eps)} ({seeds_text(seeds)}; 50% at ε≈{with_ci(at50['mean'], at50['ci_low'], at50['ci_high'])})"
+            label = (
+                f"{model_name(eps)} ({seeds_text(seeds)}; "
+                f"50% at ε≈{with_ci(at50['mean'], at50['ci_low'], at50['ci_high'])})"
+            )
             ax.plot(eps_grid, band["mean"], color=palette[eps], lw=2, label=label)
             ax.fill_between(
                 eps_grid, band["low"], band["high"], color=palette[eps], alpha=0.25, lw=0
@@ -247,7 +252,7 @@ def plot_weights(runs: list[LinearRun], out_dir: Path, name: str = "linear_weigh
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
     n = len(weights)
     fig, axes = plt.subplots(1, n + 1, figsize=(2.3 * n + 0.8, 3.2), gridspec_kw={"width_ratios": [1] * n + [0.07]})
-    for ax, (eps, w) in zip(axes, weights.items()):
+    for ax, (eps, w) in zip(axes, weights.items(), strict=False):  # the last axis holds the colour bar
         image = ax.imshow(w.reshape(w.shape[-2:]), cmap="RdBu_r", norm=norm)
         ax.set_title(f"{model_name(eps)}\n‖w‖₁ = {np.abs(w).sum():.1f} (seed {shown[eps].seed})", fontsize=8)
         ax.set_xticks([])
@@ -281,8 +286,8 @@ def plot_misclassified(runs: list[LinearRun], out_dir: Path, name: str = "linear
     fig, axes = plt.subplots(
         len(data), len(columns), figsize=(1.05 * len(columns) + 1.2, 1.25 * len(data) + 1.0), squeeze=False
     )
-    for row, (eps, d) in zip(axes, data.items()):
-        for ax, c in zip(row, columns):
+    for row, (eps, d) in zip(axes, data.items(), strict=True):
+        for ax, c in zip(row, columns, strict=True):
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
@@ -295,7 +300,7 @@ def plot_misclassified(runs: list[LinearRun], out_dir: Path, name: str = "linear
                 ax.imshow(image.reshape(image.shape[-2:]), cmap="gray_r")  # own range per image, as the blog's figure
                 ax.set_title(f"{digit(shown[eps], d['labels'][c, 0])}: f={d['scores'][c, 0]:+.2f}", fontsize=7, pad=2)
         row[0].set_ylabel(f"{model_name(eps)}\n(seed {shown[eps].seed})", fontsize=8)
-    for ax, c in zip(axes[-1], columns):
+    for ax, c in zip(axes[-1], columns, strict=True):
         ax.set_xlabel(f"ε={next(iter(data.values()))['eps'][c]:.2f}", fontsize=8)
     attack = "clipped to [0, 1]" if clip else "not clipped, each image shown on its own grey range"
     finish(
@@ -325,7 +330,7 @@ def plot_logits(runs: list[LinearRun], out_dir: Path, name: str = "linear_logits
     fig, axes = plt.subplots(
         1, len(data), figsize=(3.0 * len(data) + 0.6, 4.6), sharex=True, sharey=True, squeeze=False
     )
-    for ax, (eps, d) in zip(axes[0], data.items()):
+    for ax, (eps, d) in zip(axes[0], data.items(), strict=True):
         levels = [e for e in d["eps"] if e > 0]
         for i, level in enumerate(levels):
             values = d["all_scores"][np.isclose(d["all_eps"], level)]

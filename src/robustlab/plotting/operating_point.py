@@ -56,9 +56,9 @@ def band_rows(frame) -> list[dict]:
 def draw(rows: list[dict], frame, out_dir: Path, name: str) -> list[Path]:
     schemes = [s for s in PANELS if any(r["scheme"] == s for r in rows)]
     fig, axes = plt.subplots(1, len(schemes), figsize=(3.3 * len(schemes), 3.9), squeeze=False, sharey=True)
-    for ax, scheme in zip(axes[0], schemes):
+    for ax, scheme in zip(axes[0], schemes, strict=True):
         curves = list(dict.fromkeys(r["curve"] for r in rows if r["scheme"] == scheme))
-        for color, curve in zip(PALETTE * 4, curves):
+        for color, curve in zip(PALETTE * 4, curves, strict=False):  # the palette repeated: longer than the curves
             for split, style in (("test", "-"), ("train", "--")):
                 part = [r for r in rows if r["curve"] == curve and r["split"] == split]
                 if not part:

@@ -190,8 +190,8 @@ def image_grid(rows: list[tuple[str, np.ndarray, list[str]]], col_width: float =
     fig, axes = plt.subplots(
         len(rows), ncols, figsize=(col_width * ncols + 0.9, row_height * len(rows) + 0.9), squeeze=False
     )
-    for ax_row, (row_label, images, titles) in zip(axes, rows):
-        for ax, image, title in zip(ax_row, images, titles):
+    for ax_row, (row_label, images, titles) in zip(axes, rows, strict=True):
+        for ax, image, title in zip(ax_row, images, titles, strict=False):  # short rows leave blank axes
             show_image(ax, image)
             ax.set_title(title, fontsize=8)
         for ax in ax_row[len(images) :]:
@@ -238,7 +238,7 @@ def plot_first_failure(
                 ex["fragile_perturbed"][:n],
                 [
                     f"{m} says {run.label(y)}\nat step {s}"
-                    for y, s in zip(ex["fragile_fail_pred"][:n], ex["fragile_step"][:n])
+                    for y, s in zip(ex["fragile_fail_pred"][:n], ex["fragile_step"][:n], strict=True)
                 ],
             ),
         ],
@@ -386,7 +386,10 @@ def plot_per_class(runs: list[Run], out_dir: Path, name: str = "fig4_robust_per_
     label = (
         "robust training images (bar label: share of the class)"
         if seeds == 1
-        else f"robust training images, mean of {seeds_text(seeds)}\n(error bar: {BAND_MEANING}; bar label: share of the class)"
+        else (
+            f"robust training images, mean of {seeds_text(seeds)}\n"
+            f"(error bar: {BAND_MEANING}; bar label: share of the class)"
+        )
     )
     ax.bar(
         classes,
@@ -398,7 +401,7 @@ def plot_per_class(runs: list[Run], out_dir: Path, name: str = "fig4_robust_per_
         error_kw={"lw": 1, "ecolor": "0.2"},
     )
     tops = np.fmax(robust["mean"], robust["high"])  # share labels sit above the error bar, not on it
-    for x, top, s in zip(classes, tops, share):
+    for x, top, s in zip(classes, tops, share, strict=True):
         ax.annotate(
             f"{s:.0%}" if np.isfinite(s) else "",
             (x, top),
@@ -474,7 +477,8 @@ def write_summary(runs: list[Run], path: Path) -> Path:
     """The seeds' numbers as mean and 95% t CI (the figures' titles), with each seed's value."""
     rows = []
     for quantity, value in SUMMARY.items():
-        mean, low, high = over_seeds(runs, lambda r: logged(r.metrics, value))
+        # over_seeds calls it at once, in this iteration: the loop variable cannot move on under it
+        mean, low, high = over_seeds(runs, lambda r: logged(r.metrics, value))  # noqa: B023
         per_seed = {str(r.metrics["seed"]): logged(r.metrics, value) for r in runs}
         rows.append(
             {

@@ -103,7 +103,8 @@ def legend_extras() -> list:
 @themed
 def draw_sweep(runs: list[SweepRun], bands: dict[str, dict[str, np.ndarray]], out_dir: Path, name: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    for color, (setting, band) in zip(PALETTE * 10, bands.items()):
+    # the palette repeated: longer than the bands
+    for color, (setting, band) in zip(PALETTE * 10, bands.items(), strict=False):
         ends = [r for r in runs if r.setting == setting]
         seeds = len({r.metrics["seed"] for r in ends})
         draw_curve(

@@ -7,9 +7,9 @@ number comparison (``_same``).
 
 For the report, the runs of a claim are those in ``reproduce/<profile>/<run_group>/`` of the store
 (``run_group`` is the block's experiment preset, the runs' config ``name``), narrowed by the claim's
-``when``; one run per seed. A row holds the claimed value, the mean over seeds with its 95% Student's t interval (n - 1 df), the protocol the runs
-used, the CI status (claimed value inside the interval or not) and the verdict, which is the CI
-status only when the runs followed the source's protocol (``protocol_check``).
+``when``; one run per seed. A row holds the claimed value, the mean over seeds with its 95% Student's t interval
+(n - 1 df), the protocol the runs used, the CI status (claimed value inside the interval or not) and the verdict,
+which is the CI status only when the runs followed the source's protocol (``protocol_check``).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def profile_runs(store: pd.DataFrame, profile: str, run_group: str) -> dict[str,
     """
     rows = store[(store["group"] == group_path(profile, run_group)) & (store["name"] == run_group)]
     return {
-        run_dir: {"seed": part["seed"].iloc[0], "metrics": dict(zip(part["metric"], part["value"]))}
+        run_dir: {"seed": part["seed"].iloc[0], "metrics": dict(zip(part["metric"], part["value"], strict=True))}
         for run_dir, part in rows.groupby("run_dir", sort=True)
     }
 
@@ -171,7 +171,8 @@ def claimed_values(claim: dict, runs: dict[str, dict], where: str) -> list[float
     for run_dir, run in runs.items():
         require(
             claim["key"] in run["metrics"],
-            f"claim '{claim['what']}': key '{claim['key']}' has no matching metric in run group {where} (run {run_dir})",
+            f"claim '{claim['what']}': key '{claim['key']}' has no matching metric in run group {where} (run "
+            f"{run_dir})",
         )
     seeds = [r["seed"] for r in runs.values()]
     require(all(_is_number(s) for s in seeds), f"claim '{claim['what']}': a run of group {where} records no seed")

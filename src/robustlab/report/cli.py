@@ -1,6 +1,7 @@
 """``robustlab-report``: the claims-vs-results tables and the reproduction report, from logged runs only.
 
-  robustlab-report [--profile paper] [--profile quick] [--root outputs] [--figures-root figures] [--out paper] [--readme README.md]
+  robustlab-report [--profile paper] [--profile quick] [--root outputs] [--figures-root figures] [--out paper]
+                   [--readme README.md]
 
 writes, for each profile, OUT/tables/claims_<profile>.{csv,md,tex}, and OUT/REPRODUCTION.md and
 OUT/report.tex with one section per profile: the claims table, the other measured results
@@ -231,10 +232,12 @@ def tex_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
         p.with_suffix(".pdf") for p in figures(context["figures_root"] / profile)[0] if p.with_suffix(".pdf").is_file()
     ]
     for pdf in pdfs:
-        # [H] (float package): figures stay where they are written, so dozens of them never overflow LaTeX's float queue.
+        # [H] (float package): figures stay where they are written, so dozens of them never overflow LaTeX's float
+        # queue.
         lines += [
             r"\begin{figure}[H]\centering",
-            rf"\includegraphics[width=0.9\linewidth,height=0.4\textheight,keepaspectratio]{{{_rel(pdf, context['out'])}}}",
+            r"\includegraphics[width=0.9\linewidth,height=0.4\textheight,keepaspectratio]"
+            rf"{{{_rel(pdf, context['out'])}}}",
             rf"\caption{{{tex(caption(pdf))} (profile {tex(profile)}).}}",
             r"\end{figure}",
             "",
@@ -275,7 +278,7 @@ def report_tex(tables: dict[str, pd.DataFrame], context: dict) -> str:
         r"\section{What is reproduced}",
         r"\begin{itemize}",
     ]
-    for experiment, block in context["blocks"].items():
+    for _experiment, block in context["blocks"].items():
         n = len(block["claims"])
         what = f"{n} quantitative claims" if n else "no quantitative claim (the source states none)"
         lines.append(
@@ -325,7 +328,8 @@ def split_readme(path: Path) -> tuple[str, str]:
     start, end = text.find(README_START), text.find(README_END)
     require(
         start >= 0 and end > start and text.count(README_START) == text.count(README_END) == 1,
-        f"{path}: needs the marker lines '{README_START}' and '{README_END}' (once each, start first) around the generated claims",
+        f"{path}: needs the marker lines '{README_START}' and '{README_END}' (once each, start first) around the "
+        "generated claims",
     )
     return text[: start + len(README_START)] + "\n", text[end:]
 

@@ -67,7 +67,9 @@ def _num(value, digits: int = 3) -> str:
 
 
 def _grid(header: list[str], rows: list[list[str]]) -> str:
-    cell = lambda text: str(text).replace("|", "\\|")
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|")
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]) + "\n"
 

@@ -78,12 +78,15 @@ def verdict(m_r: list[float], m_rand: list[float], skipped: int = 0, reason: str
     the robust images helped beyond their number), below (less robust), or includes it (no difference shown).
     Fewer than two seeds with both models: nothing can be said.
     """
-    pairs = [(a, b) for a, b in zip(m_r, m_rand) if not (math.isnan(a) or math.isnan(b))]
+    pairs = [(a, b) for a, b in zip(m_r, m_rand, strict=True) if not (math.isnan(a) or math.isnan(b))]
     prefix = f"M_R not trained in {skipped} seed(s) ({reason}). " if skipped else ""
     if len(pairs) < 2:
         return prefix + f"M_R vs M_rand: {len(pairs)} seed(s) with both models, too few for an interval; no verdict."
     diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
-    text = f"robust ratio M_R - M_rand = {diff.mean:+.4f}, 95% t CI [{diff.low:+.4f}, {diff.high:+.4f}] over {diff.n} seeds"
+    text = (
+        f"robust ratio M_R - M_rand = {diff.mean:+.4f}, 95% t CI [{diff.low:+.4f}, {diff.high:+.4f}] "
+        f"over {diff.n} seeds"
+    )
     if diff.low > 0:
         return prefix + f"M_R is more robust than M_rand ({text}): the robust images helped beyond their number."
     if diff.high < 0:
@@ -109,8 +112,8 @@ def point_table(dataset: str, group: str, point: str, runs: list[dict], profile:
         return Table(
             f"{TITLE} {dataset}, {point.split(':')[0]}",
             note=(
-                f"{dataset}, {point}; run group `reproduce/{profile}/{group}`, {len(not_reached)} seed(s): nothing measured, "
-                f"because {not_reached[0]}."
+                f"{dataset}, {point}; run group `reproduce/{profile}/{group}`, {len(not_reached)} seed(s): nothing "
+                f"measured, because {not_reached[0]}."
             ),
         )
     sentence = verdict(
@@ -211,8 +214,8 @@ def operating_points(root: Path, profile: str) -> Table:
                 f"{_strength(r['train_crossing'])}, test ratio there {num(r['test_at_train_crossing'])})"
             )
     caption = (
-        f"Crossings of the mean curve over seeds, interpolated between measured strengths ('-': not crossed within them). "
-        f"A ratio within {TOLERANCE} of the paper's counts as meeting it. " + "; ".join(sentences) + "."
+        "Crossings of the mean curve over seeds, interpolated between measured strengths ('-': not crossed within "
+        f"them). A ratio within {TOLERANCE} of the paper's counts as meeting it. " + "; ".join(sentences) + "."
     )
     return Table(
         title,

@@ -215,7 +215,8 @@ def gan_augment(root: Path, profile: str) -> Table:
     rows = []
     for run in runs:
         subset, kept = measured(run, "subset.subset_size"), measured(run, "gan.kept")
-        # M_R+G trains on the robust subset plus the kept generated images (the pipeline's augment_table.csv says the same)
+        # M_R+G trains on the robust subset plus the kept generated images (the pipeline's augment_table.csv says
+        # the same)
         sizes = {
             "M": measured(run, "data.train_images"),
             "M_R": subset,

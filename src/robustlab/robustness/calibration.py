@@ -167,7 +167,8 @@ def calibrate_scheme(
     require(
         max_steps is None or record["max_steps"] == max_steps,
         f"calibrate.source={source} measured MAX_STEPS "
-        f"{record['max_steps']}, this run uses {max_steps}; a strength calibrated at one MAX_STEPS says nothing at another",
+        f"{record['max_steps']}, this run uses {max_steps}; a strength calibrated at one MAX_STEPS says nothing at "
+        "another",
     )
     if record["strength"] is None:
         return record | {"used": None}, scheme

@@ -177,7 +177,8 @@ def check_inputs(
     expected = getattr(model, "input_shape", None)
     require(
         expected is None or tuple(expected) == tuple(images.shape[1:]),
-        f"the model expects inputs shaped {tuple(expected or ())}, the dataset has {tuple(images.shape[1:])}; pick the matching data config",
+        f"the model expects inputs shaped {tuple(expected or ())}, the dataset has {tuple(images.shape[1:])}; pick "
+        "the matching data config",
     )
     try:
         scores = _scores(fn, images[:2])

@@ -38,15 +38,16 @@ def balanced_subset(
     smallest = int(counts.min())
     taken = per_class
     if smallest < per_class:
-        short = {int(c): int(n) for c, n in zip(classes, counts) if n < per_class}
+        short = {int(c): int(n) for c, n in zip(classes, counts, strict=True) if n < per_class}
         require(
             on_shortfall == "smallest",
-            f"asked {per_class} robust points per class but some classes have fewer {short}; lower rpr.balance.per_class "
-            "or set rpr.balance.on_shortfall=smallest",
+            f"asked {per_class} robust points per class but some classes have fewer {short}; lower "
+            "rpr.balance.per_class or set rpr.balance.on_shortfall=smallest",
         )
         require(
             smallest >= 1,
-            f"no robust training points in class(es) {[c for c, n in short.items() if n == 0]}; M_R cannot be balanced: train M longer or use a gentler scheme",
+            f"no robust training points in class(es) {[c for c, n in short.items() if n == 0]}; M_R cannot be "
+            "balanced: train M longer or use a gentler scheme",
         )
         taken = smallest
         log.warning(
@@ -61,7 +62,7 @@ def balanced_subset(
         "per_class_asked": per_class,
         "per_class_taken": taken,
         "shortfall": "none" if taken == per_class else "took smallest class size",
-        "available_per_class": {int(c): int(n) for c, n in zip(classes, counts)},
+        "available_per_class": {int(c): int(n) for c, n in zip(classes, counts, strict=True)},
         "subset_size": int(len(chosen)),
     }
     return np.sort(chosen), report
@@ -109,7 +110,7 @@ def matched_random_subset(index: np.ndarray, labels: np.ndarray, counts: np.ndar
     """
     labels = np.asarray(labels, dtype=np.int64)
     available = class_counts(labels, len(counts))
-    short = {int(c): (int(a), int(n)) for c, (a, n) in enumerate(zip(available, counts)) if a < n}
+    short = {int(c): (int(a), int(n)) for c, (a, n) in enumerate(zip(available, counts, strict=True)) if a < n}
     require(not short, f"the training set has fewer points than the control needs in classes {short} (have, need)")
     rng = np.random.default_rng([seed, 1])
     parts = [rng.choice(np.asarray(index)[labels == c], size=int(n), replace=False) for c, n in enumerate(counts)]

@@ -13,8 +13,9 @@ from robustlab.stats import clopper_pearson
 
 
 def summarise(result: RPRResult, num_classes: int) -> dict:
-    """Points, clean accuracy, robust ratios (of all points, with its Clopper-Pearson interval, and of correct ones), robust points per class
-    and the median retries to failure of the correct points that failed (None when none failed)."""
+    """Points, clean accuracy, robust ratios (of all points, with its Clopper-Pearson interval, and of correct ones),
+    robust points per class and the median retries to failure of the correct points that failed (None when none
+    failed)."""
     robust = result.robust
     failed = ~robust & result.correct
     exact = clopper_pearson(int(robust.sum()), len(robust))  # this run's ratio over its points, not over seeds

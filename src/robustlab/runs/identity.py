@@ -30,8 +30,9 @@ PACKAGE = Path(__file__).resolve().parents[1]  # src/robustlab
 READERS = ("plotting/", "report/", "runs/store.py", "reproduce.py")
 
 # Dotted config keys that cannot change a result: output and data locations, the model cache folder,
-# CPU threads, progress and summary output, the RPR/attack cache folder, resume checkpoints, experiment loggers, which GPU a job is pinned to, and rpr.reuse_from (a reused
-# RPR is checked to be the one this job would measure). Everything else counts.
+# CPU threads, progress and summary output, the RPR/attack cache folder, resume checkpoints, experiment loggers, which
+# GPU a job is pinned to, and rpr.reuse_from (a reused RPR is checked to be the one this job would measure). Everything
+# else counts.
 IGNORED_KEYS = (
     "paths",
     "model_cache",
