@@ -98,8 +98,14 @@ def test_stopped_fit_resumes_to_the_weights_of_an_uninterrupted_fit(tiny_mnist_r
     resumed = new_model(cfg, data, cls)
     fit_classifier(resumed, data, cfg.trainer, tmp_path / "resumed", "M", resume=resume)
     assert_same(weights(plain), weights(resumed))
+    # ... and the same logged history: the metrics of every epoch, the GAN's sample grid of every step
+    assert (tmp_path / "resumed" / "M" / "metrics.csv").read_bytes() == (
+        tmp_path / "plain" / "M" / "metrics.csv"
+    ).read_bytes()
     if model_group == "dcgan":
         assert resumed.iteration == plain.iteration == EPOCHS * 13
+        grids = lambda run: {p.name: p.read_bytes() for p in (tmp_path / run / "M" / "samples").glob("*.png")}  # noqa: E731
+        assert len(grids("plain")) == 5 and grids("resumed") == grids("plain")  # steps 0, 10, 20, 30 and the last
     assert not any(resume.root.iterdir())
 
 

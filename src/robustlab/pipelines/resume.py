@@ -19,6 +19,7 @@ not in its checkpoint).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import os
@@ -32,6 +33,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 
 from robustlab.errors import require
 from robustlab.robustness.shards import model_digest
@@ -126,11 +128,22 @@ class RandomStreams(pl.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+CSV_METRICS = "metrics.csv"  # what Lightning's CSVLogger writes in its log folder
+LOGS = "logs_"  # + the checkpoint's global step: the training's log folder as it was when that checkpoint was saved
+
+
 class AtomicCheckpoint(ModelCheckpoint):
     """ModelCheckpoint writing ``last.ckpt`` through a temporary file and a rename: a fit killed while
-    saving leaves the previous checkpoint, never a truncated one."""
+    saving leaves the previous checkpoint, never a truncated one.
 
-    def __init__(self, folder: Path, every_n_epochs: int):
+    With ``logs`` (the training's log folder in the run folder: metrics.csv, the GAN's sample grids), a flushed
+    copy of that folder goes beside the checkpoint (``logs_<global step>``) when the next epoch starts, after
+    Lightning has logged the checkpointed epoch's own metrics: the run folder of a killed job is cleared when it
+    starts again, and a resumed fit must end with the whole history an uninterrupted fit logs, not with the
+    epochs after the checkpoint alone."""
+
+    def __init__(self, folder: Path, every_n_epochs: int, logs: Path | None = None):
+        self.logs = logs
         super().__init__(
             dirpath=str(folder),
             filename=LAST,
@@ -149,10 +162,48 @@ class AtomicCheckpoint(ModelCheckpoint):
             os.replace(partial, filepath)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
+        self.copy_pending = (
+            self.logs is not None
+        )  # the epoch's own metrics are logged after this: copy at the next start
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The log folder as it stands at the checkpoint's step (this epoch has logged nothing yet), flushed."""
+        if not getattr(self, "copy_pending", False) or not trainer.is_global_zero:
+            return
+        self.copy_pending = False
+        for logger in trainer.loggers:
+            logger.save()
+        folder, copy = Path(self.dirpath), Path(self.dirpath) / f"{LOGS}{trainer.global_step}"
+        for stale in (copy, Path(f"{copy}.tmp")):
+            shutil.rmtree(stale, ignore_errors=True)
+        shutil.copytree(self.logs, Path(f"{copy}.tmp"))
+        os.replace(f"{copy}.tmp", copy)
+        for older in folder.glob(f"{LOGS}*"):  # the newest complete copy is enough
+            if older != copy:
+                shutil.rmtree(older, ignore_errors=True)
 
 
-def checkpoint_callbacks(resume: Resume, folder: Path) -> list[pl.Callback]:
-    return [RandomStreams(), AtomicCheckpoint(folder, resume.every_n_epochs)]
+def checkpoint_callbacks(resume: Resume, folder: Path, logs: Path | None = None) -> list[pl.Callback]:
+    return [RandomStreams(), AtomicCheckpoint(folder, resume.every_n_epochs, logs)]
+
+
+def restore_logs(checkpoint: Path, logs: Path, loggers: list) -> None:
+    """Before a resumed fit: the log folder as it was when ``checkpoint`` was saved. Lightning's CSV writer deletes
+    an existing metrics.csv when it starts, so its rows go back into the writer instead, ahead of the new ones: the
+    file it writes then has every row, as an uninterrupted fit's does."""
+    step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+    copy = checkpoint.parent / f"{LOGS}{step}"
+    if not copy.is_dir():  # killed between the checkpoint and its copy (one epoch's logging): the history has a gap
+        log.warning("no log copy for %s; the logged history of the epochs before it is incomplete", checkpoint)
+        return
+    shutil.copytree(copy, logs, dirs_exist_ok=True, ignore=shutil.ignore_patterns(CSV_METRICS))
+    if not (copy / CSV_METRICS).is_file():
+        return
+    with open(copy / CSV_METRICS, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for logger in loggers:
+        if isinstance(logger, CSVLogger) and Path(logger.log_dir) == logs:
+            logger.experiment.metrics[:0] = rows
 
 
 def drop_checkpoint_callbacks(trainer: pl.Trainer) -> None:

@@ -57,10 +57,14 @@ def fit_classifier(
     if resume is not None:
         folder = resume.root / resuming.training_key(model, data, trainer_cfg, name)
         last = resuming.last_checkpoint(folder)
-        extra = {"enable_checkpointing": True, "callbacks": resuming.checkpoint_callbacks(resume, folder)}
+        extra = {
+            "enable_checkpointing": True,
+            "callbacks": resuming.checkpoint_callbacks(resume, folder, run_dir / name),
+        }
     trainer: pl.Trainer = build(trainer_cfg, default_root_dir=str(run_dir / name), logger=loggers, **extra)
     if last is not None:
         log.info("training %s resumes from %s", name, last)
+        resuming.restore_logs(last, run_dir / name, loggers)
     log.info("training %s on %d images for %d epochs", name, len(data.train), trainer.max_epochs)
     trainer.fit(model, datamodule=data, ckpt_path=None if last is None else str(last))
     if resume is not None:
