@@ -170,6 +170,11 @@ def test_a_seed_without_m_r_is_undefined_in_the_claims_not_an_error(tmp_path):
         == "undefined (metric null in 1 run)"
     )
     assert frame.loc["paper protocol on Fashion-MNIST: M test accuracy", "n"] == 3
+    # the runs' protocol names the null once, after the numbers, whatever the order of the seeds (NaNs do not sort)
+    protocol = frame.loc["paper protocol on Fashion-MNIST: M_R test accuracy", "protocol"]
+    assert "subset.per_class_taken " in protocol and protocol.split("subset.per_class_taken ")[1].split(" ")[
+        0
+    ].endswith("/nan")
 
 
 def test_a_calibration_never_reached_is_shown_as_the_finding(tmp_path):

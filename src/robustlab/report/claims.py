@@ -209,8 +209,16 @@ def protocol_differences(check: dict, runs: dict[str, dict], where: str) -> tupl
             values.append(run["metrics"][key])
         if not all(_same(v, source) for v in values):
             differing.append(key)
-            parts.append(f"{key} {'/'.join(_number(v) for v in sorted(set(values)))} (source {_number(source)})")
+            parts.append(f"{key} {_values_text(values)} (source {_number(source)})")
     return ("; ".join(parts) if parts else "as source"), differing
+
+
+def _values_text(values: list) -> str:
+    """The distinct values of the runs, ascending, then "nan" once if some run has none (a null metric). A set of
+    NaNs has no order and keeps every NaN (each is unequal to itself), so sorting them would differ between runs."""
+    finite = sorted({float(v) for v in values if not math.isnan(float(v))})
+    missing = ["nan"] if any(math.isnan(float(v)) for v in values) else []
+    return "/".join([_number(v) for v in finite] + missing)
 
 
 def _is_number(value) -> bool:
