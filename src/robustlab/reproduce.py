@@ -470,6 +470,7 @@ def draw_figures(experiments: list[Experiment], ctx: Context, force: bool = Fals
     every = load(ctx.experiments)  # a figure may read a group another experiment file runs
     values, groups, failures = ctx.values(every), {g.name: g for e in every for g in e.groups}, 0
     stamps = FigureStamps(ctx.run_dir / FIGURE_STAMPS, ctx.figures_root / ctx.profile)
+    code = plotting_code()  # read once: every figure command's stamp includes it
     for experiment in experiments:
         for figure in experiment.figures:
             if not figure_ready(figure, groups, ctx, values):
@@ -478,7 +479,7 @@ def draw_figures(experiments: list[Experiment], ctx: Context, force: bool = Fals
             require(
                 argv[0] == "robustlab-plot", f"{experiment.path}: figure commands run robustlab-plot, got {argv[0]}"
             )
-            inputs = figure_inputs(figure, argv, ctx)
+            inputs = figure_inputs(figure, argv, ctx, code)
             if not force and stamps.unchanged(argv, inputs):
                 continue  # same runs, same plotting code, its files as it left them: drawing again gives the same bytes
             before = stamps.snapshot()
@@ -497,19 +498,23 @@ def draw_figures(experiments: list[Experiment], ctx: Context, force: bool = Fals
 FIGURE_STAMPS = "figure_stamps.json"  # in the profile's run folder: outputs, not committed with the figures
 
 
-def figure_inputs(figure: dict, argv: list[str], ctx: Context) -> str:
-    """What a figure is drawn from: the markers of the finished jobs of the groups it reads (identity and end time),
-    the plotting code, and the command. Any change of these draws it again."""
-    import matplotlib
+def plotting_code() -> list:
+    """The plotting package's sources and matplotlib's version: a change of either draws every figure again."""
+    import matplotlib  # heavy: only when figures are drawn
 
+    plotting = Path(__file__).parent / "plotting"
+    return [{p.name: p.read_text() for p in sorted(plotting.glob("*.py"))}, matplotlib.__version__]
+
+
+def figure_inputs(figure: dict, argv: list[str], ctx: Context, code: list) -> str:
+    """What a figure is drawn from: the markers of the finished jobs of the groups it reads (identity and end time),
+    the plotting code (``plotting_code``), and the command. Any change of these draws it again."""
     markers = {}
     for name in figure.get("needs", []):
         for folder in group_state(ctx.run_dir / name)[0]:
             marker = jobs.read_marker(folder) or {}
             markers[str(folder)] = [marker.get("identity"), marker.get("ended")]
-    plotting = Path(__file__).parent / "plotting"
-    code = {p.name: p.read_text() for p in sorted(plotting.glob("*.py"))}
-    return digest([argv, markers, code, matplotlib.__version__])
+    return digest([argv, markers, *code])
 
 
 class FigureStamps:
