@@ -8,7 +8,10 @@
 #                  (make reproduce resumes: finished jobs are skipped; FORCE=1 runs them again; ONLY=<experiment
 #                  or run group>, comma-separated, runs only those)
 #   make results                   every run under $(OUTPUT) in one table (outputs/results/results.csv)
-#   make paper                     claims tables, paper/REPRODUCTION.md (and report.pdf with latexmk)
+#   make paper                     claims tables, paper/REPRODUCTION.md (and report.pdf with latexmk), from the runs
+#                                  under $(OUTPUT) and the archived ones in paper/runs (a local finished run wins)
+#   make archive   [PROFILE=paper] copy the report files of the finished runs (no checkpoints) into paper/runs, to
+#                                  commit: the paper profile runs over several sessions, whose outputs/ may not last
 #   make gpu-check                 on a GPU machine: the gpu tests, quick rpr_mnist and the RPR benchmark there (<= 8 min)
 #   make extras                    the optional extras (mlflow, wandb, art) from requirements-*.lock
 #   make crosscheck                the project's FGSM and PGD against ART's on a small trained CNN (needs extras)
@@ -19,10 +22,11 @@ PROFILE  ?= paper
 OUTPUT   := $(or $(OUTPUT),$(ROBUSTLAB_OUTPUT),outputs)
 export ROBUSTLAB_OUTPUT := $(OUTPUT)
 FIGURES  ?= figures
+ARCHIVE  ?= paper/runs
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 
-.PHONY: test reproduce figures status results paper benchmark check-profile check-force clean-venv data-fashion-mnist gpu-check extras crosscheck
+.PHONY: test reproduce figures status results paper archive benchmark check-profile check-force clean-venv data-fashion-mnist gpu-check extras crosscheck
 
 # Fashion-MNIST from Debian's package dataset-fashion-mnist (no internet needed), unpacked into
 # torchvision's layout under DATA_ROOT.
@@ -79,9 +83,13 @@ crosscheck: $(STAMP)
 
 # The claims tables and paper/REPRODUCTION.md always; the PDF only where latexmk is installed.
 paper: $(STAMP)
-	$(BIN)/robustlab-report --root $(OUTPUT) --figures-root $(FIGURES) --readme README.md
+	$(BIN)/robustlab-report --root $(OUTPUT) --archive $(ARCHIVE) --figures-root $(FIGURES) --readme README.md
 	@if command -v latexmk >/dev/null; then cd paper && latexmk -pdf -interaction=nonstopmode -quiet report.tex; \
 	else echo "skipped: latexmk not installed, so no paper/report.pdf (paper/REPRODUCTION.md has the same tables and figures)"; fi
+
+# The report files of PROFILE's finished runs into ARCHIVE (robustlab.report.archive), then the report of that profile.
+archive: check-profile $(STAMP)
+	$(BIN)/robustlab-report --root $(OUTPUT) --archive $(ARCHIVE) --profile $(PROFILE) --save-runs --figures-root $(FIGURES) --readme README.md
 
 # Speed, not correctness (benchmarks/README.md): tables on stdout, CSV/JSON in benchmarks/results/.
 benchmark: $(STAMP)
