@@ -28,6 +28,7 @@ def as_finished_jobs(root: Path) -> list[Path]:
         jobs.begin(folder, "abc", [f"seed={metrics.get('seed')}"])
         write_metrics(folder, metrics)
         (folder / "M.ckpt").write_bytes(b"weights" * 100)
+        (folder / "rpr_M_test.csv").write_text("index,label,first_failure\n0,1,\n")
         jobs.finish(folder)
         done.append(folder)
     return done
@@ -55,7 +56,7 @@ def test_save_keeps_the_report_files_and_marks_what_stayed_behind(finished_root,
     kept = archive.profile_dir(store, "paper")
     assert not list(kept.rglob("*.ckpt")) and list(kept.rglob("metrics.json"))
     marker = jobs.read_marker(kept / "rpr_mnist" / "seed_0")
-    assert marker["state"] == jobs.DONE and marker["left_out_of_archive"] == ["M.ckpt"]
+    assert marker["state"] == jobs.DONE and marker["left_out_of_archive"] == ["M.ckpt", "rpr_M_test.csv"]
     assert "M.ckpt" not in marker["files"] and jobs.finished(kept / "rpr_mnist" / "seed_0")
     assert not (kept / "rpr_mnist" / "seed_3").exists()  # the failed run is not archived
     assert (kept / "rpr_mnist" / "multirun.yaml").is_file()

@@ -13,6 +13,7 @@ archived run has no checkpoint, so it cannot feed a later group).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from collections.abc import Iterator
@@ -22,11 +23,23 @@ from robustlab.errors import require
 from robustlab.runs.io import write_json
 from robustlab.runs.jobs import DONE, read_marker
 from robustlab.runs.jobs import finished as run_finished
-from robustlab.runs.layout import HYDRA_DIR, JOB_MARKER, LOG, MULTIRUN, REPRODUCE, TIMINGS, marker_path, profile_dir
+from robustlab.runs.layout import (
+    HYDRA_DIR,
+    JOB_MARKER,
+    LOG,
+    MULTIRUN,
+    REPRODUCE,
+    TIMINGS,
+    marker_path,
+    profile_dir,
+    rpr_file,
+)
 
 # Per job folder: the text files the report and the results table read (metrics.json, the job marker,
-# Hydra's config, per-run CSV tables such as operating_point.csv); no checkpoints, arrays or images.
+# Hydra's config, per-run CSV tables such as operating_point.csv); no checkpoints, arrays or images, and
+# not the per-datapoint RPR tables (rpr_<model>_<split>.csv: megabytes per run, read by figures only).
 JOB_SUFFIXES = (".json", ".csv", ".yaml")
+PER_POINT = rpr_file("*")  # rpr_*.csv
 MAX_FILE_BYTES = 5 << 20  # a bigger file is left out (none of the report's inputs is near it)
 GROUP_FILES = (MULTIRUN,)  # beside a multirun's job folders
 DEFAULT = Path("paper/runs")
@@ -52,6 +65,7 @@ def report_files(job: Path) -> Iterator[Path]:
             path.is_file()
             and path.suffix in JOB_SUFFIXES
             and not rel.parts[0].startswith("logs_")
+            and not fnmatch.fnmatch(rel.name, PER_POINT)
             and path.stat().st_size <= MAX_FILE_BYTES
         ):
             yield rel
