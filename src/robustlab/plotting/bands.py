@@ -19,14 +19,6 @@ from robustlab.plotting.style import distinct
 
 CI_NAME = "95% t CI"
 BAND_MEANING = f"{CI_NAME} of the mean over seeds"
-# A share (robust ratio, accuracy) lies in [0, 1], but a t interval over a few seeds can reach past it;
-# the band is drawn within [0, 1] and the tables (*_band.csv) keep the interval as computed.
-SHARE_BAND = f"{BAND_MEANING}, drawn within [0, 1]"
-
-
-def share_band(low, high) -> tuple[np.ndarray, np.ndarray]:
-    """A share's band as drawn: the interval clipped to [0, 1] (NaN stays NaN: no band)."""
-    return np.clip(np.asarray(low, float), 0.0, 1.0), np.clip(np.asarray(high, float), 0.0, 1.0)
 
 
 def interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -76,7 +68,7 @@ def seed_band(curves: Sequence[tuple[Hashable, Sequence[float]]]) -> dict[str, n
 
 def band_patch(color="0.6") -> Patch:
     """The legend entry that says what the shading means."""
-    return Patch(color=color, alpha=0.35, label=f"band: {SHARE_BAND} (line: mean)")
+    return Patch(color=color, alpha=0.35, label=f"band: {BAND_MEANING} (line: mean)")
 
 
 def seeds_text(n: int) -> str:

@@ -117,7 +117,7 @@ def draw_curve(
     """
     ax.plot(steps, ratio, label=label, color=color, lw=1.0 if secondary else 2.0, ls="--" if secondary else "-")
     if band is not None:
-        ax.fill_between(steps, *np.clip(np.asarray(band, float), 0.0, 1.0), color=color, alpha=0.2, lw=0)  # a share
+        ax.fill_between(steps, band[0], band[1], color=color, alpha=0.2, lw=0)
     if end_label and len(steps):
         ax.plot(steps[-1], ratio[-1], "o", color=color, ms=4 if secondary else 6)
         up = end_label == "above"
