@@ -127,3 +127,41 @@ def test_nothing_to_archive_is_one_line(tmp_path, capsys):
         )
     err = capsys.readouterr().err
     assert "no runs of profile 'paper'" in err and err.count("\n") == 1
+
+
+def finished_job(folder: Path, seed: int, value: float) -> Path:
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    (folder / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")
+    jobs.begin(folder, f"id{seed}", [f"seed={seed}"])
+    write_metrics(folder, {"experiment": "rpr_inherent", "seed": seed, "value": value})
+    (folder / "model.ckpt").write_bytes(b"w")
+    jobs.finish(folder)
+    return folder
+
+
+def test_a_job_folder_inside_a_job_folder_is_archived_as_a_job_of_its_own(tmp_path):
+    group = tmp_path / "outputs" / "reproduce" / "paper" / "g"
+    child = finished_job(group / "sub", 1, 0.5)
+    finished_job(group, 0, 0.25)  # the group's own job, written after the child (its marker lists the child's files)
+    store = tmp_path / "paper_runs"
+    assert archive.save(tmp_path / "outputs", store, "paper") == 2
+    kept = archive.profile_dir(store, "paper") / "g"
+    assert jobs.finished(kept) and jobs.finished(kept / "sub")
+    assert "sub/metrics.json" in jobs.read_marker(kept)["left_out_of_archive"]  # the child's files are the child's
+    # a new local run of the group's own job keeps the archived child
+    later = tmp_path / "later"
+    finished_job(later / "reproduce" / "paper" / "g", 0, 0.75)
+    assert archive.save(later, store, "paper") == 2
+    assert json.loads((kept / "metrics.json").read_text())["value"] == 0.75
+    assert json.loads((kept / "sub" / "metrics.json").read_text())["value"] == 0.5 and child.is_dir()
+
+
+def test_a_save_stopped_between_its_renames_is_put_back(finished_root, tmp_path):
+    root, done = finished_root
+    store = tmp_path / "paper_runs"
+    archive.save(root, store, "paper")
+    target = archive.profile_dir(store, "paper")
+    target.rename(target.with_name(".paper.old"))  # as if killed after moving the old archive away
+    assert archive.save(tmp_path / "nothing_new", store, "paper") == len(done)
+    assert target.is_dir() and not target.with_name(".paper.old").exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import shutil
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 
 from robustlab.errors import require
@@ -27,6 +27,7 @@ from robustlab.runs.layout import (
     HYDRA_DIR,
     JOB_MARKER,
     LOG,
+    METRICS,
     MULTIRUN,
     REPRODUCE,
     TIMINGS,
@@ -35,21 +36,25 @@ from robustlab.runs.layout import (
     rpr_file,
 )
 
-# Per job folder: the text files the report and the results table read (metrics.json, the job marker,
-# Hydra's config, per-run CSV tables such as operating_point.csv); no checkpoints, arrays or images, and
-# not the per-datapoint RPR tables (rpr_<model>_<split>.csv: megabytes per run, read by figures only).
-JOB_SUFFIXES = (".json", ".csv", ".yaml")
+# Per job folder, what the report and the results table read: metrics.json, the job marker, Hydra's
+# config and overrides, and the run's own CSV tables beside them (operating_point.csv, attack_curve.csv,
+# ...). Not checkpoints, arrays or images; not the per-datapoint RPR tables (rpr_<model>_<split>.csv:
+# megabytes per run, read by figures only); not Hydra's hydra.yaml or a tracker's files (machine paths).
+JOB_FILES = (METRICS, JOB_MARKER, f"{HYDRA_DIR}/config.yaml", f"{HYDRA_DIR}/overrides.yaml")
 PER_POINT = rpr_file("*")  # rpr_*.csv
-MAX_FILE_BYTES = 5 << 20  # a bigger file is left out (none of the report's inputs is near it)
 GROUP_FILES = (MULTIRUN,)  # beside a multirun's job folders
 DEFAULT = Path("paper/runs")
 
 
-def job_folders(folder: Path) -> Iterator[Path]:
-    """Every job folder under a profile folder: the ones with Hydra's config or a job marker."""
+def is_job(folder: Path) -> bool:
+    return (folder / JOB_MARKER).is_file() or (folder / HYDRA_DIR / "config.yaml").is_file()
+
+
+def job_folders(folder: Path) -> list[Path]:
+    """Every job folder under a profile folder: the ones with Hydra's config or a job marker (parents first)."""
     found = {p.parent.parent for p in folder.rglob(f"{HYDRA_DIR}/config.yaml")}
     found |= {p.parent for p in folder.rglob(JOB_MARKER)}
-    return iter(sorted(found))
+    return sorted(found)
 
 
 def finished(job: Path) -> bool:
@@ -57,24 +62,20 @@ def finished(job: Path) -> bool:
     return run_finished(job)
 
 
-def report_files(job: Path) -> Iterator[Path]:
-    """The job's files the report may read, relative to it (resume's copies of old logs left out)."""
-    for path in sorted(job.rglob("*")):
-        rel = path.relative_to(job)
-        if (
-            path.is_file()
-            and path.suffix in JOB_SUFFIXES
-            and not rel.parts[0].startswith("logs_")
-            and not fnmatch.fnmatch(rel.name, PER_POINT)
-            and path.stat().st_size <= MAX_FILE_BYTES
-        ):
-            yield rel
+def report_files(job: Path) -> list[Path]:
+    """The job's files the report reads, relative to it; a job folder nested in it is a job of its own."""
+    tables = [p.name for p in job.glob("*.csv") if p.is_file() and not fnmatch.fnmatch(p.name, PER_POINT)]
+    return [Path(name) for name in (*JOB_FILES, *sorted(tables)) if (job / name).is_file()]
 
 
 def copy_job(job: Path, to: Path, extra: tuple[str, ...] = ()) -> None:
-    """The job's report files (and ``extra``) into ``to``, which is emptied first."""
-    if to.exists():
-        shutil.rmtree(to)
+    """The job's report files (and ``extra``) into ``to``; what ``to`` held before goes, except the job
+    folders nested in it (the jobs of a group whose own folder is a job too)."""
+    if to.is_dir():
+        for entry in to.iterdir():
+            if entry.is_dir() and is_job(entry):
+                continue
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     copied = [*report_files(job), *(Path(e) for e in extra if (job / e).is_file())]
     for rel in copied:
         (to / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,7 @@ def copy_job(job: Path, to: Path, extra: tuple[str, ...] = ()) -> None:
     marker = read_marker(job)
     if marker is not None and marker["state"] == DONE:
         # The done marker lists every file the job left, so that a missing one makes it unfinished; the copy
-        # lists what it holds, and names what stayed behind (checkpoints, arrays, images).
+        # lists what it holds, and names what stayed behind (checkpoints, arrays, images, nested jobs' files).
         kept = {r.as_posix() for r in copied}
         files = marker.get("files") or {}
         left = sorted(set(files) - kept) + list(marker.get("left_out_of_archive", []))
@@ -97,7 +98,8 @@ def merge_profile(root: Path, archive: Path, profile: str, into: Path, keep_unfi
     archived runs are in it. ``keep_unfinished``: also copy local runs that did not finish (with their
     log), where no archived run of that folder finished, so the report can name them."""
     local, archived, target = profile_dir(root, profile), profile_dir(archive, profile), profile_dir(into, profile)
-    kept = 0
+    from_archive: set[Path] = set()
+    replaced_groups: set[str] = set()
     for source in (archived, local):
         if not source.is_dir():
             continue
@@ -106,21 +108,27 @@ def merge_profile(root: Path, archive: Path, profile: str, into: Path, keep_unfi
                 (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target / path.relative_to(source))
         for job in job_folders(source):
-            to = target / job.relative_to(source)
+            rel = job.relative_to(source)
+            to = target / rel
             if finished(job):
-                kept += source is archived
-                kept -= source is local and to.exists() and finished(to)
                 copy_job(job, to)
+                if source is archived:
+                    from_archive.add(rel)
+                else:
+                    from_archive.discard(rel)
+                    replaced_groups.add(rel.parts[0] if rel.parts else "")
             elif keep_unfinished and not (to.exists() and finished(to)):
                 copy_job(job, to, extra=(LOG,))
     timings = {}
     for source in (archived, local):
         if (source / TIMINGS).is_file():
-            timings |= json.loads((source / TIMINGS).read_text())
+            found = json.loads((source / TIMINGS).read_text())
+            # a local group's time counts where its local runs are the ones reported
+            timings |= found if source is archived else {g: s for g, s in found.items() if g in replaced_groups}
     if timings:
         target.mkdir(parents=True, exist_ok=True)
         (target / TIMINGS).write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
-    return kept
+    return len(from_archive)
 
 
 def archived_profiles(archive: Path) -> list[str]:
@@ -134,22 +142,28 @@ def archived_profiles(archive: Path) -> list[str]:
 
 def save(root: Path, archive: Path, profile: str) -> int:
     """``make archive``: the archive's runs of ``profile`` become archive ∪ local finished runs; returns the
-    number of runs now archived. Written beside and swapped in, so a failure leaves the old archive."""
+    number of runs now archived. Built beside it, then swapped in: a crash at any point leaves the old
+    archive or the new one (``.<profile>.old`` is put back by the next save)."""
+    target = profile_dir(archive, profile)
+    staging, old = target.with_name(f".{profile}.staging"), target.with_name(f".{profile}.old")
+    if old.is_dir() and not target.exists():
+        old.rename(target)  # an earlier save stopped between its two renames
     require(
-        profile_dir(root, profile).is_dir() or profile_dir(archive, profile).is_dir(),
+        profile_dir(root, profile).is_dir() or target.is_dir(),
         f"no runs of profile '{profile}' under {Path(root) / REPRODUCE} to archive; "
         f"run `make reproduce PROFILE={profile}` first",
     )
-    staging = Path(archive) / f".{profile}.staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    merge_profile(root, archive, profile, staging, keep_unfinished=False)
-    target = profile_dir(archive, profile)
-    if target.exists():
-        shutil.rmtree(target)
+    for leftover in (staging, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
     target.parent.mkdir(parents=True, exist_ok=True)
-    built = profile_dir(staging, profile)
-    if built.is_dir():
-        built.rename(target)
-    shutil.rmtree(staging)
-    return sum(map(finished, job_folders(target))) if target.is_dir() else 0
+    with tempfile.TemporaryDirectory(prefix=".archive-", dir=target.parent) as view:
+        merge_profile(root, archive, profile, Path(view), keep_unfinished=False)
+        built = profile_dir(view, profile)
+        built.rename(staging) if built.is_dir() else staging.mkdir()
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+    return sum(map(finished, job_folders(target)))
