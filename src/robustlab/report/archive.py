@@ -21,8 +21,11 @@ from pathlib import Path
 
 from robustlab.errors import require
 from robustlab.runs.io import write_json
-from robustlab.runs.jobs import DONE, read_marker
-from robustlab.runs.jobs import finished as run_finished
+from robustlab.runs.jobs import (
+    DONE,
+    finished,  # a finished run, as the report counts it
+    read_marker,
+)
 from robustlab.runs.layout import (
     HYDRA_DIR,
     JOB_MARKER,
@@ -43,7 +46,6 @@ from robustlab.runs.layout import (
 JOB_FILES = (METRICS, JOB_MARKER, f"{HYDRA_DIR}/config.yaml", f"{HYDRA_DIR}/overrides.yaml")
 PER_POINT = rpr_file("*")  # rpr_*.csv
 GROUP_FILES = (MULTIRUN,)  # beside a multirun's job folders
-DEFAULT = Path("paper/runs")
 
 
 def is_job(folder: Path) -> bool:
@@ -55,11 +57,6 @@ def job_folders(folder: Path) -> list[Path]:
     found = {p.parent.parent for p in folder.rglob(f"{HYDRA_DIR}/config.yaml")}
     found |= {p.parent for p in folder.rglob(JOB_MARKER)}
     return sorted(found)
-
-
-def finished(job: Path) -> bool:
-    """A finished run, as the report counts it (robustlab.runs.jobs.finished)."""
-    return run_finished(job)
 
 
 def report_files(job: Path) -> list[Path]:
