@@ -167,3 +167,13 @@ def test_one_experiment_alone_still_finds_the_groups_of_others(tmp_path, monkeyp
     ex.run_groups(ex.load(only="rpr_gan_augment"), ctx)
     assert len(calls) == 1 and f"checkpoint={ctx.run_dir / 'rpr_mnist'}/seed_0/M.ckpt" in calls[0]
     assert (ctx.run_dir / "timings.json").is_file()
+
+
+def test_an_output_root_inside_the_working_folder_is_spelled_one_way(tmp_path, monkeypatch):
+    # A job's identity digests its config, folder inputs by path: both spellings must give one path.
+    monkeypatch.chdir(tmp_path)
+    assert ex.spelled(tmp_path / "outputs") == Path("outputs")
+    assert ex.spelled(Path("./outputs")) == Path("outputs")
+    assert ex.spelled(Path("outputs/../outputs")) == Path("outputs")
+    outside = tmp_path.parent / "elsewhere"
+    assert ex.spelled(outside) == outside

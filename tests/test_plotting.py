@@ -397,3 +397,11 @@ def test_cli_rpr_on_seeds(tmp_path, capsys):
     cli.main(["rpr", "--run", str(root), "--out", str(tmp_path / "figs")])
     printed = capsys.readouterr().out.split()
     assert str(tmp_path / "figs" / "rpr_summary.csv") in printed
+
+
+def test_a_share_band_is_drawn_within_zero_and_one_and_nan_stays_no_band():
+    from robustlab.plotting.style import share_band
+
+    low, high = share_band([-0.2, 0.3, np.nan], [0.4, 1.3, np.nan])
+    assert low.tolist()[:2] == [0.0, 0.3] and high.tolist()[:2] == [0.4, 1.0]
+    assert np.isnan(low[2]) and np.isnan(high[2])

@@ -660,8 +660,26 @@ def check_writable(folder: Path) -> None:
         ) from None
 
 
+def spelled(output: Path) -> Path:
+    """The output root as the jobs see it: relative to the working folder when it lies inside it.
+
+    A job's identity digests its config, and a folder input (rpr.calibrate.source) is digested by its
+    path: without this, ``--output outputs`` and ``--output $PWD/outputs`` would name the same runs
+    twice, and the second spelling would find the first one's jobs stale.
+    """
+    try:
+        return (
+            Path(os.path.relpath(output.resolve(), Path.cwd()))
+            if output.resolve().is_relative_to(Path.cwd())
+            else output
+        )
+    except (OSError, ValueError):
+        return output
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    args.output = spelled(args.output)
     with one_line_errors():
         require(args.force in ("0", "1"), f"FORCE (--force) must be 0 or 1, got '{args.force}'")
         ctx = Context(

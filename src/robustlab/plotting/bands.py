@@ -19,6 +19,9 @@ from robustlab.plotting.style import distinct
 
 CI_NAME = "95% t CI"
 BAND_MEANING = f"{CI_NAME} of the mean over seeds"
+# Bands of shares are drawn within [0, 1] (plotting.style.share_band); the *_band.csv tables keep the
+# interval as computed.
+SHARE_BAND = f"{BAND_MEANING}, drawn within [0, 1]"
 
 
 def interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -68,7 +71,7 @@ def seed_band(curves: Sequence[tuple[Hashable, Sequence[float]]]) -> dict[str, n
 
 def band_patch(color="0.6") -> Patch:
     """The legend entry that says what the shading means."""
-    return Patch(color=color, alpha=0.35, label=f"band: {BAND_MEANING} (line: mean)")
+    return Patch(color=color, alpha=0.35, label=f"band: {SHARE_BAND} (line: mean)")
 
 
 def seeds_text(n: int) -> str:

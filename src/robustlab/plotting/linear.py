@@ -21,9 +21,9 @@ from matplotlib.colors import TwoSlopeNorm
 
 from robustlab import results
 from robustlab.errors import require
-from robustlab.plotting.bands import BAND_MEANING, interval, seed_band, seeds_text, with_ci
+from robustlab.plotting.bands import SHARE_BAND, interval, seed_band, seeds_text, with_ci
 from robustlab.plotting.rpr import finished, job_dirs, notice
-from robustlab.plotting.style import PALETTE, finish, joined, provenance, save_figure, themed
+from robustlab.plotting.style import PALETTE, finish, joined, provenance, save_figure, share_band, themed
 from robustlab.runs.layout import ATTACK_CURVE, METRICS, MISCLASSIFIED, WEIGHTS, metrics_path
 
 EXPERIMENT = "linear_robust"
@@ -222,7 +222,7 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
             )
             ax.plot(eps_grid, band["mean"], color=palette[eps], lw=2, label=label)
             ax.fill_between(
-                eps_grid, band["low"], band["high"], color=palette[eps], alpha=0.25, lw=0
+                eps_grid, *share_band(band["low"], band["high"]), color=palette[eps], alpha=0.25, lw=0
             )  # NaN (one seed): none
         ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
         ax.set_title(f"exact attack x − ε·y·sign(w), {title}", fontsize=9)
@@ -233,7 +233,7 @@ def plot_attack(runs: list[LinearRun], out_dir: Path, name: str = "linear_attack
     axes[0].set_ylabel("test accuracy under attack")
     finish(
         fig,
-        f"White-box attack on the linear classifiers (line: mean over seeds; band: {BAND_MEANING})",
+        f"White-box attack on the linear classifiers (line: mean over seeds; band: {SHARE_BAND})",
         linear_footer(runs),
     )
     return save_figure(fig, out_dir, name)

@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from robustlab import results
-from robustlab.plotting.bands import BAND_MEANING, interval
-from robustlab.plotting.style import PALETTE, finish, save_figure, themed
+from robustlab.plotting.bands import SHARE_BAND, interval
+from robustlab.plotting.style import PALETTE, finish, save_figure, share_band, themed
 from robustlab.robustness.calibration import PAPER_TARGETS, crossing_table, load_results
 
 PANELS = {
@@ -68,19 +68,19 @@ def draw(rows: list[dict], frame, out_dir: Path, name: str) -> list[Path]:
                 label = curve.removeprefix(f"{scheme}_") if curve != scheme else "M"
                 ax.plot(x, mean, style, marker="o", ms=3, color=color, label=f"{label} ({split})")
                 if not np.isnan(low).all():
-                    ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
+                    ax.fill_between(x, *share_band(low, high), color=color, alpha=0.2, lw=0)
         for split, target in PAPER_TARGETS.items():
             ax.axhline(target, color="0.3", lw=0.8, ls=":" if split == "train" else "-.")
         ax.set_title(PANELS[scheme], fontsize=8)
         ax.set_xlabel("strength")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=6, loc="lower left")
+        ax.legend(fontsize=6, loc="upper right")  # the curves fall from the upper left: that corner is free
     axes[0][0].set_ylabel("robust ratio of M")
     seeds = sorted(frame["seed"].unique())
     max_steps = "/".join(str(m) for m in sorted(frame["max_steps"].unique()))
     points = ", ".join(f"{s} {int(n)}" for s, n in frame.groupby("split")["points"].max().items())
     note = (
-        f"MAX_STEPS {max_steps}; points: {points}; band: {BAND_MEANING}; "
+        f"MAX_STEPS {max_steps}; points: {points}; band: {SHARE_BAND}; "
         f"lines: paper {PAPER_TARGETS['test']} (test, dash-dot), {PAPER_TARGETS['train']} (train, dotted)"
     )
     finish(

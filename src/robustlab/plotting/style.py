@@ -98,6 +98,15 @@ def save_figure(fig: plt.Figure, out_dir: str | Path, name: str) -> list[Path]:
         plt.close(fig)
 
 
+def share_band(low, high) -> tuple[np.ndarray, np.ndarray]:
+    """A share's band as drawn: the interval clipped to [0, 1] (NaN stays NaN: no band).
+
+    A share (robust ratio, accuracy) lies in [0, 1], but a t interval over a few seeds can reach past it;
+    the band is drawn within [0, 1] and the tables (*_band.csv) keep the interval as computed.
+    """
+    return np.clip(np.asarray(low, float), 0.0, 1.0), np.clip(np.asarray(high, float), 0.0, 1.0)
+
+
 def draw_curve(
     ax: plt.Axes,
     steps: np.ndarray,
@@ -117,7 +126,7 @@ def draw_curve(
     """
     ax.plot(steps, ratio, label=label, color=color, lw=1.0 if secondary else 2.0, ls="--" if secondary else "-")
     if band is not None:
-        ax.fill_between(steps, band[0], band[1], color=color, alpha=0.2, lw=0)
+        ax.fill_between(steps, *share_band(*band), color=color, alpha=0.2, lw=0)
     if end_label and len(steps):
         ax.plot(steps[-1], ratio[-1], "o", color=color, ms=4 if secondary else 6)
         up = end_label == "above"
