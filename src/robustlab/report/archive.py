@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from robustlab.errors import require
+from robustlab.runs.discover import find_runs
 from robustlab.runs.io import write_json
 from robustlab.runs.jobs import (
     DONE,
@@ -54,8 +55,7 @@ def is_job(folder: Path) -> bool:
 
 def job_folders(folder: Path) -> list[Path]:
     """Every job folder under a profile folder: the ones with Hydra's config or a job marker (parents first)."""
-    found = {p.parent.parent for p in folder.rglob(f"{HYDRA_DIR}/config.yaml")}
-    found |= {p.parent for p in folder.rglob(JOB_MARKER)}
+    found = set(find_runs(folder)) | {p.parent for p in folder.rglob(JOB_MARKER)}
     return sorted(found)
 
 
