@@ -64,8 +64,12 @@ def test_sections_read_logged_metrics(tmp_path):
     assert inherent.startswith("## Is robustness a property of the datapoint?")
     assert "literal operating point the claim is supported" in inherent
     assert "calibrated operating point the claim is not supported" in inherent
-    assert "p < 0.0146 at MAX_STEPS 250" in inherent
+    assert "p < 0.0146 at MAX_STEPS 250:" in inherent  # at the paper's MAX_STEPS, no second bound
+    assert "at the paper's 250" not in inherent
     assert exact.startswith("## How RPR relates to exact robustness") and "Not run for the quick profile" in exact
+    (folder / "metrics.json").write_text(json.dumps(metrics | {"max_steps": 50}))
+    inherent, _ = report.sections(tmp_path, "quick")
+    assert "p < 0.0711 at MAX_STEPS 50 (and p < 0.0146 at the paper's 250):" in inherent
 
 
 def test_relation_sentence_names_the_largest_gap():
