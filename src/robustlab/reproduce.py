@@ -668,13 +668,10 @@ def spelled(output: Path) -> Path:
     twice, and the second spelling would find the first one's jobs stale.
     """
     try:
-        return (
-            Path(os.path.relpath(output.resolve(), Path.cwd()))
-            if output.resolve().is_relative_to(Path.cwd())
-            else output
-        )
-    except (OSError, ValueError):
+        resolved, here = output.resolve(), Path.cwd()
+    except OSError:  # a working folder that is gone: keep the spelling given
         return output
+    return Path(os.path.relpath(resolved, here)) if resolved.is_relative_to(here) else output
 
 
 def main(argv: list[str] | None = None) -> None:
