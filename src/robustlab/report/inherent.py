@@ -24,6 +24,8 @@ KINDS = {
     "class_only": "class-only baseline (another model's robust rate of the point's class)",
 }
 
+PAPER_MAX_STEPS = 250  # seed 001, Sec. 2.3: the MAX_STEPS of the paper's robust ratios
+
 
 def verdict(point: str, arch: float | None, retest: float | None, class_only: float | None) -> str:
     """The verdict on the title claim at one operating point, from mean Cohen's kappa of each kind of pair.
@@ -97,7 +99,11 @@ def inherent_section(root: Path, profile: str) -> str:
         f"({', '.join(m['models'])}), each on the same {m['data']['test_points']} test points, MAX_STEPS {n}. "
         "Each point's flip probability p̂ = failures / retries comes with its 95 % Clopper–Pearson interval; "
         f"a point no retry fooled has p < {certified_bound(n):.4f} at MAX_STEPS {n}"
-        + (f" (and p < {certified_bound(250):.4f} at the paper's 250)" if n != 250 else "")
+        + (
+            f" (and p < {certified_bound(PAPER_MAX_STEPS):.4f} at the paper's {PAPER_MAX_STEPS})"
+            if n != PAPER_MAX_STEPS
+            else ""
+        )
         + ": that is all 'robust' certifies about the point under the scheme. "
         "Agreement per kind of pair (mean over pairs): Cohen's κ of robust labels, "
         "Spearman's ρ of retries survived, "
