@@ -177,3 +177,28 @@ def test_an_output_root_inside_the_working_folder_is_spelled_one_way(tmp_path, m
     assert ex.spelled(Path("outputs/../outputs")) == Path("outputs")
     outside = tmp_path.parent / "elsewhere"
     assert ex.spelled(outside) == outside
+
+
+def test_planning_again_composes_nothing_but_still_reads_input_files(tmp_path, monkeypatch):
+    """The runner plans every group up front and again just before it runs: the second plan reuses
+    Hydra's composed configs, but a job's identity must follow an input file written in between."""
+    import hydra
+
+    composes = []
+    real = hydra.compose
+    monkeypatch.setattr(hydra, "compose", lambda *a, **k: composes.append(1) or real(*a, **k))
+    ex.composed.cache_clear()
+    ctx = ex.Context("quick", tmp_path, tmp_path / "figures", "data")
+    every = ex.load()
+    values = ctx.values(every)
+    group = next(g for e in every for g in e.groups if g.name == "rpr_gan_augment")  # reads rpr_mnist's M.ckpt
+    seed_0 = ctx.run_dir / "rpr_mnist" / "seed_0"
+    seed_0.mkdir(parents=True)
+    (seed_0 / "M.ckpt").write_bytes(b"weights")
+    first = ex.plan(group, ctx, values)
+    assert len(composes) == len(first)
+    (seed_0 / "M.ckpt").write_bytes(b"other weights")
+    second = ex.plan(group, ctx, values)
+    assert len(composes) == len(first)  # nothing composed again
+    assert [j.folder for j in second] == [j.folder for j in first]
+    assert [j.identity for j in second] != [j.identity for j in first]
