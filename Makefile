@@ -26,9 +26,9 @@ ARCHIVE  ?= paper/runs
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 # glibc's malloc hands every freed tensor buffer above its mmap threshold back to the kernel, so RPR's
-# per-retry batches fault their pages in again each step: about half of a quick RPR job's wall time was
-# system time. Serving them from the heap, never trimmed, halves the job (same numbers, byte for byte;
-# peak memory about a fifth higher). glibc only (other C libraries ignore these); set them to override.
+# per-retry batches fault their pages in again each step (a quick rpr_mnist job: 16.6 s of system time
+# in 26.1 s). Serving them from the heap, never trimmed, cuts about a third of the job: same numbers, byte
+# for byte; peak memory about a fifth higher (benchmarks/malloc_env.py). glibc only; set them to override.
 export MALLOC_MMAP_THRESHOLD_ ?= 1073741824
 export MALLOC_TRIM_THRESHOLD_ ?= 4294967296
 

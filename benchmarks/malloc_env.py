@@ -1,5 +1,6 @@
 """What the Makefile's glibc malloc settings buy: one real ``robustlab`` job (quick rpr_mnist, seed 0,
-no model cache) run as a subprocess with and without MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_.
+its own empty output root, so no cache is reused) run as a subprocess with and without
+MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_.
 
 Without them, glibc returns every freed buffer above its mmap threshold to the kernel, so the next
 batch of the same size faults its pages in again: system time and minor page faults show it. The
@@ -37,8 +38,10 @@ def run_job(out: Path, tuned: bool, data_root: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_VARS}
     env.update(TUNED if tuned else {})
     env["ROBUSTLAB_DATA"] = data_root
+    # Its own output root: no model or RPR cache of an earlier run (or of the other setting) is reused.
+    env["ROBUSTLAB_OUTPUT"] = str(out / "root")
     argv = [str(ROBUSTLAB), "experiment=rpr_mnist", "profile=quick", "seed=0", "data.download=false"]
-    argv += ["model_cache=null", f"hydra.run.dir={out}"]
+    argv += [f"hydra.run.dir={out}"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -247,6 +247,7 @@ def composed(overrides: tuple[str, ...], multirun: bool, env: tuple) -> tuple[Pa
 
     Cached: a run plans every group up front and again just before it runs, and composing is most of
     the runner's own time (about 0.2 s a job). The configs on disk do not change during one run.
+    The returned config is shared between calls: read it, do not change it (job_identity copies it).
     """
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf, open_dict
