@@ -4,20 +4,24 @@ result misses; a half-written entry never counts; the model cache key holds the 
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from test_attacks import checkpoint, cnn_config  # noqa: F401  (the module fixture: a saved tiny CNN)
 
+import robustlab
 from conftest import compose_config, tiny_run_overrides
 from robustlab.cli import run
 from robustlab.data import Split
 from robustlab.models import SimpleCNN
 from robustlab.pipelines import rpr_retrain
-from robustlab.pipelines.measure_cache import CachedRPR
+from robustlab.pipelines.measure_cache import CachedRPR, measure_options
 from robustlab.robustness import make_perturbation
 from robustlab.robustness.rpr import measure_rpr
 from robustlab.runs.cache import COMPLETE, ResultCache
@@ -175,6 +179,15 @@ def test_model_cache_key_holds_the_code_version(tiny_mnist_root, monkeypatch):
     assert rpr_retrain.model_cache_path(cfg) != before
 
 
+def test_model_cache_key_holds_the_thread_count(tiny_mnist_root):
+    """CPU training with another thread count sums in another order: not the same M."""
+    one, two = (compose_config(tiny_run_overrides(tiny_mnist_root) + [f"threads={n}"]) for n in (1, 2))
+    assert rpr_retrain.model_cache_path(one) != rpr_retrain.model_cache_path(two)
+    assert rpr_retrain.model_cache_path(one) == rpr_retrain.model_cache_path(
+        compose_config(tiny_run_overrides(tiny_mnist_root) + ["threads=1"])
+    )
+
+
 def test_fewer_test_points_are_cut_out_of_a_run_that_measured_more(tiny_mnist_root, tmp_path):
     """rpr_sweep on 2,000 test points after rpr_mnist on all of them: the seeded sample of fewer points is
     a subset of the larger one, so its RPR comes from the larger entry, equal to measuring it."""
@@ -189,3 +202,22 @@ def test_fewer_test_points_are_cut_out_of_a_run_that_measured_more(tiny_mnist_ro
     )
     assert fresh["rpr_source"]["M_test"] == "measured"
     assert (tmp_path / "fewer" / "rpr_M_test.csv").read_bytes() == (tmp_path / "fresh" / "rpr_M_test.csv").read_bytes()
+
+
+def test_every_rpr_measurement_takes_all_of_the_configs_schedule_and_fast_path_options():
+    """One place maps the rpr config to measure_rpr's options; before, robustlab-rpr and rpr_vs_exact
+    dropped rpr.autocast, rpr.compile and rpr.channels_last without a word."""
+    options = {"batch_size": "auto", "channels_last": False, "compile": True, "min_block": 2, "max_block": 8}
+    cfg = OmegaConf.create(options | {"autocast": "bf16", "max_steps": 5, "progress": False})
+    assert measure_options(cfg) == options | {"autocast": "bf16"}
+    package = Path(robustlab.__file__).parent
+    calls = [
+        (path.relative_to(package).as_posix(), node)
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "measure_rpr"
+    ]
+    assert len(calls) >= 5  # the pipelines and robustlab-rpr
+    for where, call in calls:
+        spread = [k.value for k in call.keywords if k.arg is None]
+        assert any(getattr(v.func, "id", None) == "measure_options" for v in spread), where

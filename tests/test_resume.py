@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from conftest import tiny_run_overrides
 from robustlab import reproduce as ex
 from robustlab.runs import io, jobs
-from robustlab.runs.identity import job_identity
+from robustlab.runs.identity import job_identity, result_config
 from robustlab.runs.schema import SCHEMA_VERSION, read_metrics, write_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,14 +115,40 @@ def test_identity_ignores_where_files_go_but_not_what_they_hold(tmp_path):
         "checkpoint": str(checkpoint),
     }
     base = job_identity(config)
-    moved = {**config, "threads": 2, "paths": {"output_root": "b"}, "rpr": {"max_steps": 5, "progress": False}}
+    moved = {**config, "paths": {"output_root": "b"}, "rpr": {"max_steps": 5, "progress": False}}
     assert job_identity(moved) == base
+    assert job_identity({**config, "threads": 2}) != base  # threads change CPU training's summation order
     assert job_identity({**config, "rpr": {"max_steps": 6, "progress": True}}) != base
     copy = tmp_path / "elsewhere.ckpt"
     copy.write_bytes(b"weights 1")
     assert job_identity({**config, "checkpoint": str(copy)}) == base  # the same model from another place
     copy.write_bytes(b"weights 2")
     assert job_identity({**config, "checkpoint": str(copy)}) != base  # the input changed: the job is stale
+
+
+def test_a_folder_of_runs_is_identified_by_its_finished_runs_results(tmp_path):
+    """rpr.calibrate.source names an operating-point group folder: the calibrated job is stale when a
+    finished run there changes a result, not when the group moves; unfinished runs and a folder of no
+    runs (data, figures) do not count."""
+    group = tmp_path / "outputs" / "operating_point"
+    for seed in (0, 1):
+        finished_job(group / f"seed_{seed}")
+    config = {"seed": 0, "rpr": {"calibrate": {"source": str(group)}}}
+    base = job_identity(config)
+    moved = tmp_path / "archive" / "operating_point"
+    shutil.copytree(group, moved)
+    assert job_identity({"seed": 0, "rpr": {"calibrate": {"source": str(moved)}}}) == base
+    (group / "seed_2" / ".hydra").mkdir(parents=True)  # a job that started and was killed
+    jobs.begin(group / "seed_2", "abc", ["seed=2"])
+    (group / "seed_2" / "rpr_M_test.csv").write_text("index,label\n0,0\n")
+    assert job_identity(config) == base
+    (group / "seed_1" / "rpr_M_test.csv").write_text("index,label\n0,2\n")  # same size, other result
+    assert job_identity(config) != base
+    assert result_config(config)["rpr"]["calibrate"]["source"].startswith("runs:")
+    figures = tmp_path / "figures"
+    (figures / "paper").mkdir(parents=True)
+    (figures / "paper" / "fig1.png").write_bytes(b"png")
+    assert result_config({"figures": str(figures)}) == {"figures": str(figures)}  # no runs: the path itself
 
 
 # ---------------------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ def measure(cfg: DictConfig, run_dir: Path) -> dict:
     from robustlab import results
     from robustlab.config import build
     from robustlab.data.module import Split
+    from robustlab.pipelines.measure_cache import measure_options
     from robustlab.pipelines.rpr_retrain import RPRRetrain
     from robustlab.robustness.rpr import measure_rpr
     from robustlab.robustness.summary import summarise
@@ -152,9 +153,7 @@ def measure(cfg: DictConfig, run_dir: Path) -> dict:
         perturbation,
         r.max_steps,
         seed=cfg.seed,
-        batch_size=r.batch_size,
-        min_block=r.min_block,
-        max_block=r.max_block,
+        **measure_options(r),
         progress=r.progress,
         desc="RPR",
     )

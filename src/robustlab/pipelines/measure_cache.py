@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 SCHEDULE_OPTIONS = ("batch_size", "channels_last", "compile", "min_block", "max_block")
 
 
+def measure_options(rpr_cfg) -> dict:
+    """The ``rpr`` config's schedule and fast-path options as measure_rpr's keyword arguments: every
+    pipeline and robustlab-rpr pass them through here, so none silently drops one (before, two ignored
+    rpr.autocast, rpr.compile and rpr.channels_last)."""
+    return {name: _plain(rpr_cfg.get(name)) for name in (*SCHEDULE_OPTIONS, "autocast")}
+
+
 def result_cache(cfg: DictConfig, kind: str) -> ResultCache:
     """The cache of ``kind`` under ``cfg.result_cache`` (null: none)."""
     root = cfg.get("result_cache")

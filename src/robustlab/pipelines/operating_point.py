@@ -19,6 +19,7 @@ from robustlab import results
 from robustlab.config import build
 from robustlab.configs.validate import check_operating_point
 from robustlab.data import sample_points
+from robustlab.pipelines.measure_cache import measure_options
 from robustlab.pipelines.rpr_retrain import RPRRetrain
 from robustlab.pipelines.training import accuracy
 from robustlab.robustness.calibration import COLUMNS, RESULTS
@@ -81,12 +82,7 @@ class OperatingPoint(RPRRetrain):
             r.max_steps,
             seed=self.cfg.seed,
             indices=split_points.index,
-            batch_size=r.batch_size,
-            min_block=r.min_block,
-            max_block=r.max_block,
-            channels_last=r.channels_last,
-            compile=r.compile,
-            autocast=r.autocast,
+            **measure_options(r),
             progress=False,
             desc=name,
         )

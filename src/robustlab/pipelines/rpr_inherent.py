@@ -35,6 +35,7 @@ from robustlab.config import build
 from robustlab.configs.validate import check_inherent, positive
 from robustlab.data import VisionDataModule, sample_points
 from robustlab.errors import require
+from robustlab.pipelines.measure_cache import measure_options
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.robustness import agreement
 from robustlab.robustness.calibration import calibrate_scheme
@@ -180,12 +181,7 @@ class RPRInherent:
                 r.max_steps,
                 seed=seed,
                 indices=points.index,
-                batch_size=r.batch_size,
-                min_block=r.min_block,
-                max_block=r.max_block,
-                channels_last=r.channels_last,
-                compile=r.compile,
-                autocast=r.autocast,
+                **measure_options(r),
                 progress=r.progress,
                 desc=f"RPR {scheme} {name}",
             )

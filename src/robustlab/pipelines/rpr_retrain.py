@@ -27,7 +27,7 @@ from robustlab.pipelines.devices import (
     rpr_trainer,
     runtime_info,
 )
-from robustlab.pipelines.measure_cache import CachedRPR, result_cache
+from robustlab.pipelines.measure_cache import CachedRPR, measure_options, result_cache
 from robustlab.pipelines.resume import resume_from_config
 from robustlab.pipelines.training import accuracy, fit_classifier, timed
 from robustlab.robustness.calibration import calibrate_scheme
@@ -47,15 +47,16 @@ log = logging.getLogger(__name__)
 def model_cache_path(cfg: DictConfig) -> Path | None:
     """Where M trained under this exact data/model/trainer config and seed is cached (None: no cache).
 
-    Training is deterministic on CPU, so a cached M is the M this run would train. The code version
-    (robustlab.runs.identity) is part of the key: after a change to the training code an old M is
-    not reused.
+    Training is deterministic on CPU for a given thread count, so a cached M is the M this run would
+    train. The code version (robustlab.runs.identity) is part of the key: after a change to the training
+    code an old M is not reused; so is ``threads`` (it changes the summation order of CPU training).
     """
     if not cfg.get("model_cache"):
         return None
     key = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in ("data", "model", "trainer")}
     key["data"]["root"] = str(Path(key["data"]["root"]).resolve())
     key["seed"] = cfg.seed
+    key["threads"] = cfg.get("threads")
     key["code"] = code_version()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Path(cfg.model_cache) / f"M-{digest}.ckpt"
@@ -113,12 +114,7 @@ class RPRRetrain:
                 r.max_steps,
                 seed=self.cfg.seed,
                 indices=split.index,
-                batch_size=r.batch_size,
-                min_block=r.min_block,
-                max_block=r.max_block,
-                channels_last=r.channels_last,
-                compile=r.compile,
-                autocast=r.autocast,
+                **measure_options(r),
                 progress=r.progress,
                 desc=f"RPR {name}",
             )

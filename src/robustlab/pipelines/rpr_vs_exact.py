@@ -32,6 +32,7 @@ from robustlab.data import sample_points
 from robustlab.data.binary import BinaryDataModule
 from robustlab.errors import require
 from robustlab.models import load_classifier
+from robustlab.pipelines.measure_cache import measure_options
 from robustlab.pipelines.training import fit_classifier, timed
 from robustlab.robustness.agreement import spearman
 from robustlab.robustness.exact import linear_exact_distance
@@ -97,9 +98,7 @@ class RPRVsExact:
                     r.max_steps,
                     seed=self.cfg.seed,
                     indices=points.index,
-                    batch_size=r.batch_size,
-                    min_block=r.min_block,
-                    max_block=r.max_block,
+                    **measure_options(r),
                     progress=r.progress,
                     desc=f"RPR {name} eps={eps:g}",
                 )

@@ -10,9 +10,11 @@ merely read finished runs (the report, the plots, the results store, the reprodu
 a result, so editing them keeps every finished job.
 
 A job's identity (``job_identity``) is the digest of its resolved config less ``IGNORED_KEYS`` (where
-files go, threads, progress bars: nothing a result depends on), with every value that names an existing
+files go, progress bars: nothing a result depends on), with every value that names an existing
 file replaced by the digest of that file's bytes (a checkpoint made by another run group: when that
-group reruns and its model changes, the jobs reading it become stale too), plus the code version.
+group reruns and its model changes, the jobs reading it become stale too), every value that names a
+folder of finished runs (an operating-point group that a calibrated job reads its strength from)
+replaced by the digest of those runs' result files, plus the code version.
 """
 
 from __future__ import annotations
@@ -24,19 +26,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from robustlab.runs.jobs import finished, result_files
+
 PACKAGE = Path(__file__).resolve().parents[1]  # src/robustlab
 
 # Modules that only read finished runs (relative to the package): not part of the code version.
 READERS = ("plotting/", "report/", "runs/store.py", "reproduce.py")
 
 # Dotted config keys that cannot change a result: output and data locations, the model cache folder,
-# CPU threads, progress and summary output, the RPR/attack cache folder, resume checkpoints, experiment loggers, which
-# GPU a job is pinned to, and rpr.reuse_from (a reused RPR is checked to be the one this job would measure). Everything
-# else counts.
+# progress and summary output, the RPR/attack cache folder, resume checkpoints, experiment loggers, which GPU a job is
+# pinned to, and rpr.reuse_from (a reused RPR is checked to be the one this job would measure). Everything else
+# counts, `threads` included: the CPU thread count changes the summation order of training (M_R and M_rand of a quick
+# rpr_mnist with threads=1 and threads=2 differ, losses at about 1e-6), so a job or a cached model made with other
+# threads is another one.
 IGNORED_KEYS = (
     "paths",
     "model_cache",
-    "threads",
     "gpu_per_job",
     "rpr.reuse_from",
     "rpr.progress",
@@ -110,11 +115,29 @@ def _files_by_content(value: Any) -> Any:
         path = Path(value)
         try:
             if path.is_file():
-                stat = path.stat()
-                return f"file:{file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}"
+                return f"file:{_file_digest(path)}"
+            if path.is_dir():
+                return _runs_by_content(path) or value
         except OSError:  # a name too long or otherwise not a path: a plain string
             pass
     return value
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def _runs_by_content(folder: Path) -> str | None:
+    """The digest of every result file of the finished runs in ``folder`` (itself, a single run, or its
+    job folders, a multirun: where readers such as the calibration look), by path under the folder, so a
+    copy elsewhere is the same input and a rerun that changes a result is a new one. None when no finished
+    run is there (a data or figures folder keeps its path, and a group not yet run is not an input yet).
+    Only the folder and its children are looked at: a value naming a big tree costs one directory listing."""
+    runs = [folder] if finished(folder) else [p for p in sorted(folder.iterdir()) if p.is_dir() and finished(p)]
+    paths = [run / rel for run in runs for rel in result_files(run)]
+    files = [[path.relative_to(folder).as_posix(), _file_digest(path)] for path in paths]
+    return f"runs:{digest(files)}" if runs else None
 
 
 def result_config(config: dict) -> dict:
