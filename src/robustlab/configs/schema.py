@@ -237,6 +237,8 @@ class Profile:
     fashion_test_points: int | None = MISSING
     fashion_train_points: int | None = MISSING
     fashion_train_until_balanced: int = MISSING
+    fashion_op_pixel_k: list[int] = MISSING
+    fashion_op_gaussian_sigma: list[float] = MISSING
     inherent_test_points: int | None = MISSING
     inherent_calibrated_k: int = MISSING
     exact_linear_points: int | None = MISSING
