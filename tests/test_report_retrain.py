@@ -205,3 +205,26 @@ def test_a_calibration_never_reached_is_shown_as_the_finding(tmp_path):
         "train ratio 0.7128 not crossed" in calibrated[0].note and "2 seed(s): nothing measured" in calibrated[0].note
     )
     assert reason in calibrated[0].note
+
+
+def test_fashion_operating_points_come_before_the_fashion_tables_where_measured(tmp_path):
+    root = tmp_path / "outputs"
+    for group in ("operating_point", "operating_point_fashion"):
+        job = root / "reproduce" / "paper" / group / "seed_0"
+        job.mkdir(parents=True)
+        falls = [0.9, 0.5, 0.1] if group == "operating_point" else [0.6, 0.2, 0.0]
+        rows = [
+            {"curve": "gaussian", "scheme": "gaussian", "param": "sigma", "strength": s, "split": "test",
+             "points": 100, "robust": 0, "robust_ratio": r, "cp_low": 0, "cp_high": 1, "clean_accuracy": 0.9,
+             "max_steps": 250, "seed": 0}
+            for s, r in zip([0.1, 0.3, 0.5], falls, strict=True)
+        ]  # fmt: skip
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(job / RESULTS, index=False)
+    titles = [t.title for t in retraining_section(root, "paper")]
+    fashion = titles.index("Operating point on Fashion-MNIST: where M's curves cross the paper's numbers")
+    assert titles[0] == "Operating point: where M's curves cross the paper's numbers"
+    assert titles[fashion + 1] == "Does robust-subset retraining help? Fashion-MNIST, rpr_fashion"
+    crossing = retraining_section(root, "paper")[fashion].rows[0][2]
+    assert crossing == f"{0.1 + 0.2 * (0.6 - 0.2957) / 0.4:.4g}"  # Fashion's own curve, not MNIST's
+    (root / "reproduce" / "paper" / "operating_point_fashion" / "seed_0" / RESULTS).unlink()
+    assert not any("Fashion-MNIST:" in t for t in (x.title for x in retraining_section(root, "paper")))

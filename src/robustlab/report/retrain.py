@@ -24,6 +24,8 @@ GROUPS = (
     ("rpr_fashion", "Fashion-MNIST"),
     ("rpr_fashion_calibrated", "Fashion-MNIST"),
 )
+# Another dataset's operating-point group, shown before that dataset's first retraining table (MNIST's comes first).
+CROSSINGS_BEFORE = {"rpr_fashion": ("operating_point_fashion", " on Fashion-MNIST")}
 MODELS = (("M", "M"), ("M_rand", "M_rand (random subset, same class counts)"), ("M_R", "M_R (robust subset)"))
 TITLE = "Does robust-subset retraining help?"
 
@@ -145,6 +147,9 @@ def retraining_tables(root: Path, profile: str) -> list[Table]:
     """One table per (run group, operating point); a note for each group without a finished run."""
     tables = []
     for group, dataset in GROUPS:
+        if group in CROSSINGS_BEFORE:  # Fashion-MNIST's own operating points, where they were measured
+            crossings = operating_points(root, profile, *CROSSINGS_BEFORE[group])
+            tables += [crossings] if crossings.rows else []
         runs = group_runs(root, profile, group)
         if not runs:
             tables.append(
@@ -177,17 +182,17 @@ def _strength(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
-def operating_points(root: Path, profile: str) -> Table:
-    """Each curve's crossing strengths (the operating_point group) and whether one strength gives both targets."""
+def operating_points(root: Path, profile: str, group: str = "operating_point", dataset: str = "") -> Table:
+    """Each curve's crossing strengths (an operating-point group) and whether one strength gives both targets."""
     # Imported here: the robustness package pulls in torch, which `robustlab-report --help` should not wait for.
     from robustlab.robustness.calibration import PAPER_TARGETS, crossing_table, load_results
 
-    title = "Operating point: where M's curves cross the paper's numbers"
-    folder = Path(root) / "reproduce" / profile / "operating_point"
+    title = f"Operating point{dataset}: where M's curves cross the paper's numbers"
+    folder = Path(root) / "reproduce" / profile / group
     try:
         table = crossing_table(load_results(folder))
     except RobustlabError:
-        return Table(title, note=f"`reproduce/{profile}/operating_point` holds no finished run: no crossings to show.")
+        return Table(title, note=f"`reproduce/{profile}/{group}` holds no finished run: no crossings to show.")
     rows, sentences = [], []
     for _, r in table.iterrows():
         rows.append(
