@@ -72,7 +72,7 @@ def rpr_key(model, perturbation_cfg, rpr_cfg, seed: int) -> dict:
         "autocast": rpr_cfg.get("autocast"),
     }
     if key["autocast"] is not None:
-        key |= {name: _plain(rpr_cfg.get(name)) for name in SCHEDULE_OPTIONS} | {"device": device_of(model)}
+        key |= measure_options(rpr_cfg) | {"device": device_of(model)}
     return key
 
 
