@@ -234,7 +234,7 @@ def test_cnn_attack_pipeline_writes_curves_for_every_checkpoint(tiny_mnist_root,
     np.testing.assert_allclose(curve["eps"], [0, 0.15, 0.3])
     assert curve["M_fgsm"].iloc[0] == pytest.approx(metrics["models"]["M"]["test_accuracy"])
     assert ((curve.drop(columns="eps") >= 0) & (curve.drop(columns="eps") <= 1)).all().all()
-    assert json.loads((tmp_path / "metrics.json").read_text())["experiment"] == "cnn_attack"
+    assert json.loads((tmp_path / "metrics.json").read_text())["pipeline"] == "cnn_attack"
     assert metrics["data"]["test_points"] == 20
     assert CNNAttack.summary_lines(metrics)[0].startswith("== cnn_attack")
 

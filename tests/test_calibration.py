@@ -169,7 +169,7 @@ def test_operating_point_run_measures_every_curve_on_one_m(op_run):
     exact = frame[(frame["curve"] == "pixels_exact_uniform")].set_index("strength")
     assert exact.loc[784.0, "robust_ratio"] <= exact.loc[28.0, "robust_ratio"]
     metrics = json.loads((op_run / "seed_0" / "metrics.json").read_text())
-    assert metrics["experiment"] == "operating_point" and metrics["points"] == {"test": 30, "train": 30}
+    assert metrics["pipeline"] == "operating_point" and metrics["points"] == {"test": 30, "train": 30}
     assert "train_M" in metrics["timings_s"]  # M trained once for every curve and strength
 
 

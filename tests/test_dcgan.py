@@ -199,7 +199,7 @@ def mnist_run(tiny_mnist_root, judge, tmp_path_factory):
 
 def test_mnist_run_logs_everything_the_figures_need(mnist_run):
     run_dir, metrics = mnist_run
-    assert json.loads((run_dir / results.METRICS).read_text())["experiment"] == "dcgan"
+    assert json.loads((run_dir / results.METRICS).read_text())["pipeline"] == "dcgan"
     assert metrics["options"] == ["minibatch_discrimination", "semi_supervised", "feature_matching"]
     assert metrics["training"]["steps"] == 4 and (run_dir / "G.ckpt").is_file()
     grids = sorted(p.name for p in (run_dir / "G" / SAMPLES).iterdir())
@@ -230,7 +230,7 @@ def test_plot_dcgan_draws_from_the_logged_results(mnist_run, tmp_path):
 
 
 def test_plot_dcgan_rejects_other_runs(tmp_path):
-    results.write_json(tmp_path / results.METRICS, {"experiment": "rpr_retrain"})
+    results.write_json(tmp_path / results.METRICS, {"pipeline": "rpr_retrain"})
     with pytest.raises(RobustlabError, match="draws runs of dcgan"):
         plot_dcgan(tmp_path, tmp_path / "out")
 

@@ -42,7 +42,7 @@ def augment_run(tiny_mnist_root, tmp_path_factory):
 
 def test_run_writes_metrics_table_and_per_point_results(augment_run):
     run_dir, metrics = augment_run
-    assert metrics["experiment"] == "rpr_gan_augment"
+    assert metrics["pipeline"] == "rpr_gan_augment"
     for key in ("M", "M_train", "subset", "M_R", "gan", "M_R_G"):
         assert key in metrics, key
     g = metrics["gan"]

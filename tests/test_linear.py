@@ -22,7 +22,7 @@ from robustlab.models.linear_hinge import LinearHinge, binary_correct, hinge, ro
 from robustlab.pipelines.linear_robust import LinearRobust
 from robustlab.plotting import cli as plot_cli
 from robustlab.plotting import linear as plots
-from robustlab.report.claims import applies, experiment_claims, lookup
+from robustlab.report.claims import applies, lookup, pipeline_claims
 
 
 def assert_one_line(error):
@@ -205,7 +205,7 @@ def linear_run(tiny_mnist_root, tmp_path_factory):
 def test_pipeline_writes_every_result_file(linear_run):
     run_dir, metrics = linear_run
     assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
-    assert metrics["experiment"] == "linear_robust" and metrics["epsilon"] == 0.1
+    assert metrics["pipeline"] == "linear_robust" and metrics["epsilon"] == 0.1
     assert (metrics["model"]["lr"], metrics["model"]["reduction"], metrics["model"]["epochs"]) == (1e-4, "sum", 2)
     assert (
         metrics["data"]["digits"] == [0, 1]
@@ -256,7 +256,7 @@ def test_same_seed_same_results(linear_run, tiny_mnist_root, tmp_path):
 
 def test_claims_keys_exist_and_when_selects_the_runs_epsilon(linear_run):
     _, metrics = linear_run
-    claims = experiment_claims("linear_robust")
+    claims = pipeline_claims("linear_robust")
     chosen = [c for c in claims["claims"] if applies(c, metrics)]
     assert len(chosen) == 3 and all(c["when"]["epsilon"] == 0.1 for c in chosen)
     for c in claims["claims"]:
@@ -330,7 +330,7 @@ def fake_run(path: Path, eps: float, seed: int) -> None:
     results.write_json(
         path / "metrics.json",
         {
-            "experiment": "linear_robust",
+            "pipeline": "linear_robust",
             "profile": "quick",
             "seed": seed,
             "epsilon": eps,
@@ -403,7 +403,7 @@ def test_runs_of_another_experiment_are_refused(tmp_path):
     job = tmp_path / "multirun" / "0"
     for name in plots.FILES:
         results.atomic_write_bytes(job / name, b"x")
-    results.write_json(job / "metrics.json", {"experiment": "rpr_retrain"})
+    results.write_json(job / "metrics.json", {"pipeline": "rpr_retrain"})
     with pytest.raises(RobustlabError, match="draw runs of experiment=linear_robust") as error:
         plots.collect_linear_runs(tmp_path / "multirun")
     assert_one_line(error)

@@ -56,7 +56,7 @@ def test_metrics_file_has_every_section_with_values_in_range(full_run):
     on_disk = json.loads((run_dir / results.METRICS).read_text())
     assert on_disk == json.loads(json.dumps(metrics))  # what run() returns is what it wrote
     for key in (
-        "experiment",
+        "pipeline",
         "profile",
         "seed",
         "data",
@@ -71,7 +71,7 @@ def test_metrics_file_has_every_section_with_values_in_range(full_run):
         "wall_time_s",
     ):
         assert key in on_disk, key
-    assert on_disk["experiment"] == "rpr_retrain"
+    assert on_disk["pipeline"] == "rpr_retrain"
     assert on_disk["scheme"] == "pixels" and on_disk["perturbation"].startswith("pixels")
     assert on_disk["max_steps"] == 5 and on_disk["seed"] == 0
     assert on_disk["data"]["name"] == "mnist"

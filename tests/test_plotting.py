@@ -48,7 +48,7 @@ def summary(result: RPRResult) -> dict:
 
 def make_run(path: Path, result: RPRResult, *, seed: int = 0, perturbation: str = PIXELS, retrain: bool = True) -> Path:
     metrics = {
-        "experiment": "rpr_retrain",
+        "pipeline": "rpr_retrain",
         "profile": "quick",
         "seed": seed,
         "data": {"name": "mnist", "root": "/data", "train_images": 60, "test_images": 6},
@@ -145,7 +145,7 @@ def test_plot_run_rejects_a_folder_without_metrics(tmp_path):
 
 
 def test_plot_run_rejects_metrics_of_another_experiment(tmp_path):
-    results.write_json(tmp_path / results.METRICS, {"experiment": "linear", "profile": "quick"})
+    results.write_json(tmp_path / results.METRICS, {"pipeline": "linear", "profile": "quick"})
     with pytest.raises(RobustlabError, match="lacks data, perturbation, max_steps, M"):
         plot_run(tmp_path, tmp_path / "figs")
 

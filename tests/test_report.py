@@ -278,7 +278,7 @@ READINGS = {
 def gan_augment_metrics() -> dict:
     model = lambda acc, ratio: {"test_accuracy": acc, "test": {"points": 500, "robust_ratio": ratio}}  # noqa: E731
     return {
-        "experiment": "rpr_gan_augment",
+        "pipeline": "rpr_gan_augment",
         "profile": "paper",
         "seed": 0,
         "data": {"train_images": 4000},
@@ -293,7 +293,7 @@ def gan_augment_metrics() -> dict:
 
 def dcgan_metrics(**extra) -> dict:
     return {
-        "experiment": "dcgan",
+        "pipeline": "dcgan",
         "profile": "paper",
         "seed": 0,
         "wall_time_s": 20.0,
@@ -319,7 +319,7 @@ def measured_root(runs_root):
     (paper / "rpr_readings" / "multirun.yaml").write_text("hydra: {}\n")
     for job, ((count, value), ratio) in enumerate(READINGS.items()):
         metrics = {
-            "experiment": "rpr_retrain",
+            "pipeline": "rpr_retrain",
             "seed": 0,
             "M": {"test": {"points": 2000, "robust_ratio": ratio}},
             "wall_time_s": 10.0,

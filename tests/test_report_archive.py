@@ -133,7 +133,7 @@ def finished_job(folder: Path, seed: int, value: float) -> Path:
     (folder / ".hydra").mkdir(parents=True, exist_ok=True)
     (folder / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")
     jobs.begin(folder, f"id{seed}", [f"seed={seed}"])
-    write_metrics(folder, {"experiment": "rpr_inherent", "seed": seed, "value": value})
+    write_metrics(folder, {"pipeline": "rpr_inherent", "seed": seed, "value": value})
     (folder / "model.ckpt").write_bytes(b"w")
     jobs.finish(folder)
     return folder

@@ -33,7 +33,7 @@ def finished_job(folder: Path, identity: str = "abc") -> Path:
     (folder / ".hydra" / "config.yaml").write_text("name: x\n")
     jobs.begin(folder, identity, ["seed=0"])
     (folder / "rpr_M_test.csv").write_text("index,label\n0,1\n")
-    write_metrics(folder, {"experiment": "rpr_retrain", "seed": 0, "M": {"test_accuracy": 0.5}})
+    write_metrics(folder, {"pipeline": "rpr_retrain", "seed": 0, "M": {"test_accuracy": 0.5}})
     jobs.finish(folder)
     return folder
 
@@ -58,7 +58,7 @@ def test_a_killed_or_failed_job_never_counts_even_with_its_metrics(tmp_path):
     killed = tmp_path / "killed"
     killed.mkdir()
     jobs.begin(killed, "abc", [])
-    write_metrics(killed, {"experiment": "x"})  # the job died between its last result and the marker
+    write_metrics(killed, {"pipeline": "x"})  # the job died between its last result and the marker
     assert jobs.state(killed, "abc").state == jobs.MISSING and not jobs.finished(killed)
     failed = tmp_path / "failed"
     failed.mkdir()
@@ -96,7 +96,7 @@ def test_a_write_that_fails_leaves_nothing_that_counts_as_done(tmp_path, monkeyp
 
     monkeypatch.setattr(io.os, "replace", refuse)
     with pytest.raises(OSError, match="Read-only"):
-        write_metrics(job, {"experiment": "x"})
+        write_metrics(job, {"pipeline": "x"})
     with pytest.raises(OSError, match="Read-only"):
         jobs.finish(job)
     monkeypatch.undo()

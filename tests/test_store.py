@@ -29,7 +29,7 @@ def write_run(run_dir: Path, config: dict, metrics: dict | str | None) -> Path:
 def rpr_metrics(seed: int, train_images: int = 60000) -> dict:
     accuracy, ratio = RPR_VALUES[seed]
     return {
-        "experiment": "rpr_retrain",
+        "pipeline": "rpr_retrain",
         "profile": "paper",
         "seed": seed,
         "data": {"name": "mnist", "train_images": train_images, "test_images": 10000},
@@ -46,7 +46,7 @@ def rpr_metrics(seed: int, train_images: int = 60000) -> dict:
 
 def linear_metrics(seed: int, epsilon: float) -> dict:
     return {
-        "experiment": "linear_robust",
+        "pipeline": "linear_robust",
         "profile": "paper",
         "seed": seed,
         "epsilon": epsilon,
@@ -87,7 +87,7 @@ def runs_root(tmp_path) -> Path:
         for seed in (0, 1):
             write_run(linear / str(job), config("linear_robust", seed, epsilon=epsilon), linear_metrics(seed, epsilon))
             job += 1
-    write_run(linear / "9", config("linear_robust", 2), '{"experiment": "linear_robust", ')
+    write_run(linear / "9", config("linear_robust", 2), '{"pipeline": "linear_robust", ')
     return root
 
 
@@ -96,7 +96,7 @@ def test_collect_runs_one_row_per_run_and_metric(runs_root):
     assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
     assert frame["run_dir"].nunique() == 7
     expected_rows = sum(
-        len(list(numeric_leaves({k: v for k, v in m.items() if k not in {"experiment", "profile", "seed"}})))
+        len(list(numeric_leaves({k: v for k, v in m.items() if k not in {"pipeline", "profile", "seed"}})))
         for m in [rpr_metrics(s) for s in RPR_VALUES] + [linear_metrics(s, e) for e in (0.0, 0.1) for s in (0, 1)]
     )
     assert len(frame) == expected_rows
@@ -107,7 +107,7 @@ def test_collect_runs_one_row_per_run_and_metric(runs_root):
     assert "scheme" not in seed_1.index and "seed" not in seed_1.index  # text is no metric; seed is a column
     assert set(seed_1["group"]) == {"reproduce/paper/rpr_mnist"} and set(seed_1["name"]) == {"rpr_mnist"}
     assert (
-        set(seed_1["experiment"]) == {"rpr_retrain"}
+        set(seed_1["pipeline"]) == {"rpr_retrain"}
         and set(seed_1["profile"]) == {"paper"}
         and set(seed_1["seed"]) == {1}
     )

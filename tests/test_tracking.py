@@ -132,7 +132,7 @@ def test_wandb_offline_writes_its_offline_run_folder(tmp_path):
     run_dir = tmp_path / "run"
     results.write_json(
         run_dir / "metrics.json",
-        {"experiment": "rpr_retrain", "M": {"test_accuracy": 0.9, "test": {"robust_ratio": 0.5}}},
+        {"pipeline": "rpr_retrain", "M": {"test_accuracy": 0.9, "test": {"robust_ratio": 0.5}}},
     )
     env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
     done = subprocess.run(

@@ -161,7 +161,7 @@ def measure(cfg: DictConfig, run_dir: Path) -> dict:
     # The project's own example writer (Figures 1 and 2); it needs only the seed, the scheme and the run folder.
     RPRRetrain.save_examples(SimpleNamespace(cfg=cfg, perturbation=perturbation, run_dir=run_dir), result, split)
     metrics = {
-        "experiment": "rpr_measure",
+        "pipeline": "rpr_measure",
         "profile": "custom",
         "seed": cfg.seed,
         "data": {

@@ -26,7 +26,7 @@ from robustlab.robustness.attacks import Attack, accuracy_under_attack, clean_ac
 from robustlab.robustness.fastpath import check_options, fast_forward
 from robustlab.runs import layout
 
-EXPERIMENT = "cnn_attack"
+PIPELINE = "cnn_attack"
 
 
 class CNNAttack:
@@ -94,7 +94,7 @@ class CNNAttack:
                 }
         results.write_table(self.run_dir / layout.ATTACK_CURVE, columns)
         metrics = {
-            "experiment": EXPERIMENT,
+            "pipeline": PIPELINE,
             "profile": cfg.profile.name,
             "seed": cfg.seed,
             "data": {
@@ -133,7 +133,7 @@ class CNNAttack:
     def summary_lines(metrics: dict) -> list[str]:
         grid = metrics["attack"]["grid"]
         lines = [
-            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['name']}, "
+            f"== {PIPELINE} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['name']}, "
             f"{metrics['data']['test_points']} test points | eps {grid['start']:g}..{grid['stop']:g} ({grid['num']} "
             "values)"
         ]

@@ -43,7 +43,7 @@ from robustlab.runs.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "dcgan"
+PIPELINE = "dcgan"
 INTERPOLATION = "interpolation"
 HISTOGRAM = layout.CLASS_HISTOGRAM
 OPTIONS = ("minibatch_discrimination", "semi_supervised", "feature_matching", "conditional")
@@ -68,7 +68,7 @@ class DCGANRun:
         self.data: VisionDataModule = build(cfg.data)
         self.model = build(cfg.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes)
         require(
-            isinstance(self.model, DCGAN), f"experiment {EXPERIMENT} needs model=dcgan, got {type(self.model).__name__}"
+            isinstance(self.model, DCGAN), f"pipeline {PIPELINE} needs model=dcgan, got {type(self.model).__name__}"
         )
         i, q = cfg.interpolation, cfg.quality
         require(
@@ -197,7 +197,7 @@ class DCGANRun:
     def metrics(self) -> dict:
         cfg = self.cfg
         return {
-            "experiment": EXPERIMENT,
+            "pipeline": PIPELINE,
             "profile": cfg.profile.name,
             "seed": cfg.seed,
             "data": {
@@ -218,7 +218,7 @@ class DCGANRun:
         d, m, t = metrics["data"], metrics["model"], metrics["training"]
         options = ", ".join(metrics["options"]) or "plain DCGAN"
         lines = [
-            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
+            f"== {PIPELINE} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
             f"({d['train_images']} train images) | {options} | G/D widths {m['g_width']}/{m['d_width']}, latent "
             f"{m['latent_dim']} {m['latent']}",
             f"   {t['steps']} steps ({t['epochs']} epochs of batch {t['batch_size']}); last logged D loss "

@@ -42,7 +42,7 @@ from robustlab.runs import layout
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "linear_robust"
+PIPELINE = "linear_robust"
 CURVE, WEIGHTS, MISCLASSIFIED = layout.ATTACK_CURVE, layout.WEIGHTS, layout.MISCLASSIFIED
 
 
@@ -66,12 +66,12 @@ class LinearRobust:
         self.data = build(cfg.data)
         require(
             isinstance(self.data, BinaryDataModule),
-            f"experiment {EXPERIMENT} needs a binary data module (data=mnist_binary), got {type(self.data).__name__}",
+            f"pipeline {PIPELINE} needs a binary data module (data=mnist_binary), got {type(self.data).__name__}",
         )
         self.model = build(cfg.model, input_shape=self.data.input_shape)
         require(
             isinstance(self.model, LinearHinge),
-            f"experiment {EXPERIMENT} needs model=linear_hinge, got {type(self.model).__name__}",
+            f"pipeline {PIPELINE} needs model=linear_hinge, got {type(self.model).__name__}",
         )
         # The headline attack: the exact worst case, clipped to [0, 1] or not as configured.
         self.attack = Attack("exact", clip=a.clip)
@@ -165,7 +165,7 @@ class LinearRobust:
         headline = crossing(self.grid, curves[f"exact_{'clipped' if self.attack.clip else 'unclipped'}"])
         w_l1 = float(model.w.detach().abs().sum())
         return {
-            "experiment": EXPERIMENT,
+            "pipeline": PIPELINE,
             "profile": cfg.profile.name,
             "seed": cfg.seed,
             "epsilon": model.epsilon,
@@ -206,7 +206,7 @@ class LinearRobust:
         beside this run's numbers."""
         d, m = metrics["data"], metrics["model"]
         header = (
-            f"{EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} digits "
+            f"{PIPELINE} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} digits "
             f"{d['digits']} ({d['train_images']} train / {d['test_images']} test images) | eps={metrics['epsilon']} "
             f"lr={m['lr']} reduction={m['reduction']} epochs={m['epochs']}"
         )

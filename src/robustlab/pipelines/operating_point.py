@@ -64,7 +64,7 @@ class OperatingPoint(RPRRetrain):
                     rows.append(self.point(model, perturbation, c, strength, split, points[split]))
         columns = {k: [r[k] for r in rows] for k in COLUMNS}
         results.write_table(self.run_dir / RESULTS, columns)
-        metrics = self.metrics() | {"experiment": "operating_point", "curves": [c["name"] for c in curves]}
+        metrics = self.metrics() | {"pipeline": "operating_point", "curves": [c["name"] for c in curves]}
         metrics["M"] = {"test_accuracy": accuracy(model, self.data.test)}
         metrics["points"] = {s: len(p) for s, p in points.items()}
         metrics["timings_s"] = self.timings

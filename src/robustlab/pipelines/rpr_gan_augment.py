@@ -39,7 +39,7 @@ from robustlab.runs import layout
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "rpr_gan_augment"
+PIPELINE = "rpr_gan_augment"
 # RPR draws a point's perturbations from its dataset index: generated images get indices of their
 # own, far above any dataset's (and below 2**32, where the counter-based generator wraps).
 GENERATED_INDEX = 1_000_000_000
@@ -72,7 +72,7 @@ class RPRGanAugment(RPRRetrain):
     def __init__(self, cfg: DictConfig, run_dir: Path):
         super().__init__(cfg, run_dir)
         g = cfg.gan
-        require(cfg.rpr.retrain, f"experiment {EXPERIMENT} augments M_R's robust subset: it needs rpr.retrain=true")
+        require(cfg.rpr.retrain, f"pipeline {PIPELINE} augments M_R's robust subset: it needs rpr.retrain=true")
         for key in ("samples_per_class", "epochs", "batch_size"):
             require(isinstance(g[key], int) and g[key] >= 1, f"gan.{key} must be a positive integer, got {g[key]}")
         # Built on a forked random stream: M and M_R must get exactly the initial weights they get in
@@ -92,7 +92,7 @@ class RPRGanAugment(RPRRetrain):
         return super().train(data, name)
 
     def metrics(self) -> dict:
-        return super().metrics() | {"experiment": EXPERIMENT}
+        return super().metrics() | {"pipeline": PIPELINE}
 
     def run(self) -> dict:
         metrics = super().run()
@@ -179,13 +179,13 @@ class RPRGanAugment(RPRRetrain):
     @staticmethod
     def claims(metrics: dict) -> dict:
         """The paper's claims for M and M_R (trained here exactly as in rpr_retrain)."""
-        claims = RPRRetrain.claims(metrics | {"experiment": "rpr_retrain"})
-        return claims | {"header": claims["header"].replace("rpr_retrain", EXPERIMENT, 1)}
+        claims = RPRRetrain.claims(metrics | {"pipeline": "rpr_retrain"})
+        return claims | {"header": claims["header"].replace("rpr_retrain", PIPELINE, 1)}
 
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
         """After the claims: how M_R was trained, then G and M_R+G."""
-        lines = RPRRetrain.summary_lines(metrics | {"experiment": "rpr_retrain"})
+        lines = RPRRetrain.summary_lines(metrics | {"pipeline": "rpr_retrain"})
         g = metrics["gan"]
         lines.append(
             f"   G: conditional DCGAN, {g['training']['steps']} steps on the {g['training']['images']} robust images; "

@@ -44,7 +44,7 @@ from robustlab.robustness.rpr import RPRResult, measure_rpr
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "rpr_inherent"
+PIPELINE = "rpr_inherent"
 RETEST, SEED, ARCH, CLASS, OTHER = "retest", "training_seed", "architecture", "class_only", "other"
 KINDS = (RETEST, SEED, ARCH, CLASS)
 
@@ -237,7 +237,7 @@ class RPRInherent:
     def metrics(self, models: dict, points) -> dict:
         cfg = self.cfg
         return {
-            "experiment": EXPERIMENT,
+            "pipeline": PIPELINE,
             "profile": cfg.profile.name,
             "seed": cfg.seed,
             "data": {"name": cfg.data.name, "train_images": len(self.data.train), "test_points": len(points)},
@@ -255,7 +255,7 @@ class RPRInherent:
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
         lines = [
-            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['test_points']} "
+            f"== {PIPELINE} | profile={metrics['profile']} seed={metrics['seed']} | {metrics['data']['test_points']} "
             f"test points, MAX_STEPS={metrics['max_steps']} | models: {', '.join(metrics['models'])}"
         ]
         for scheme, op in metrics["operating_points"].items():

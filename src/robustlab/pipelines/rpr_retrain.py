@@ -81,7 +81,7 @@ def calibrated_scheme(cfg: DictConfig) -> tuple[dict | None, DictConfig]:
 
 
 class RPRRetrain:
-    """One run of the experiment; ``cfg`` is the resolved Hydra config."""
+    """One run of the pipeline; ``cfg`` is the resolved Hydra config."""
 
     processes = None  # the trainer whose processes share the RPR work (trainer=ddp / ddp_cpu), set by run()
 
@@ -397,7 +397,7 @@ class RPRRetrain:
     def metrics(self) -> dict:
         cfg = self.cfg
         return {
-            "experiment": "rpr_retrain",
+            "pipeline": "rpr_retrain",
             "profile": cfg.profile.name,
             "seed": cfg.seed,
             "data": {
@@ -421,7 +421,7 @@ class RPRRetrain:
         the paper's, beside this run's numbers, under this header."""
         d = metrics["data"]
         header = (
-            f"{metrics['experiment']} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
+            f"{metrics['pipeline']} | profile={metrics['profile']} seed={metrics['seed']} | data: {d['name']} "
             f"({d['train_images']} train / {d['test_images']} test images) | {metrics['perturbation']}, "
             f"MAX_STEPS={metrics['max_steps']}"
         )

@@ -42,7 +42,7 @@ from robustlab.robustness.rpr import RPRResult, measure_rpr
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "rpr_vs_exact"
+PIPELINE = "rpr_vs_exact"
 FINITE = 1e6  # stands for inf (no attack up to eps_max / never reachable) when ranking: ranks are unchanged
 
 
@@ -195,7 +195,7 @@ class RPRVsExact:
         self.linear_data.setup()
         self.data.setup()
         metrics = {
-            "experiment": EXPERIMENT,
+            "pipeline": PIPELINE,
             "profile": cfg.profile.name,
             "seed": cfg.seed,
             "max_steps": cfg.rpr.max_steps,
@@ -212,7 +212,7 @@ class RPRVsExact:
     @staticmethod
     def summary_lines(metrics: dict) -> list[str]:
         lines = [
-            f"== {EXPERIMENT} | profile={metrics['profile']} seed={metrics['seed']} | MAX_STEPS={metrics['max_steps']}"
+            f"== {PIPELINE} | profile={metrics['profile']} seed={metrics['seed']} | MAX_STEPS={metrics['max_steps']}"
         ]
         for name, m in metrics["linear"].items():
             parts = [

@@ -31,6 +31,7 @@ from robustlab.plotting.style import (
     themed,
 )
 from robustlab.runs.layout import AUGMENT_TABLE, CLASS_HISTOGRAM, GENERATED_EXAMPLES, INTERPOLATION, metrics_path
+from robustlab.runs.schema import read_metrics as read_run_metrics  # older schema versions get today's key names
 
 GAN_DIR = "G"  # the GAN's log folder in a run directory (pipelines.dcgan.GAN)
 GRIDS_SHOWN = 6  # sample grids in the over-training figure: the first, the last and evenly spaced ones between
@@ -44,18 +45,18 @@ SHORT = {
 }  # sweep labels
 
 
-def load_metrics(run_dir: str | Path, experiments: tuple[str, ...]) -> tuple[Path, dict]:
+def load_metrics(run_dir: str | Path, pipelines: tuple[str, ...]) -> tuple[Path, dict]:
     path = Path(run_dir)
     require(path.is_dir(), f"run directory not found: {path}")
     require(
         metrics_path(path).is_file(),
         f"{path} is not a run directory (no {results.METRICS}); pass a folder written by `robustlab`",
     )
-    metrics = results.read_json(metrics_path(path))
+    metrics = read_run_metrics(path)
     require(
-        metrics.get("experiment") in experiments,
-        f"{path} holds a run of experiment '{metrics.get('experiment', '?')}'; this command draws runs of "
-        f"{' or '.join(experiments)}",
+        metrics.get("pipeline") in pipelines,
+        f"{path} holds a run of pipeline '{metrics.get('pipeline', '?')}'; this command draws runs of "
+        f"{' or '.join(pipelines)}",
     )
     return path, metrics
 

@@ -21,6 +21,7 @@ import pandas as pd
 from robustlab import results
 from robustlab.errors import require
 from robustlab.plotting.style import PALETTE, finish, provenance, save_figure, themed
+from robustlab.runs.schema import read_metrics as read_run_metrics  # older schema versions get today's key names
 
 MEASURES = {"kappa": "Cohen's κ of robust labels", "spearman": "Spearman's ρ of retries survived"}
 KIND_ORDER = ["retest", "training_seed", "architecture"]
@@ -176,8 +177,8 @@ def per_class_figure(run: Path, metrics: dict, out: Path) -> list[Path]:
 
 def plot_inherent(run: Path, out: Path) -> list[Path]:
     run, out = Path(run), Path(out)
-    metrics = results.read_json(run / results.METRICS)
-    require(metrics.get("experiment") == "rpr_inherent", f"{run} is not a run of experiment=rpr_inherent")
+    metrics = read_run_metrics(run)
+    require(metrics.get("pipeline") == "rpr_inherent", f"{run} is not a run of experiment=rpr_inherent")
     first = next(iter(metrics["operating_points"]))
     return [
         *agreement_figure(run, metrics, out),
@@ -271,6 +272,6 @@ def _val(value) -> float:
 
 def plot_rpr_vs_exact(run: Path, out: Path) -> list[Path]:
     run, out = Path(run), Path(out)
-    metrics = results.read_json(run / results.METRICS)
-    require(metrics.get("experiment") == "rpr_vs_exact", f"{run} is not a run of experiment=rpr_vs_exact")
+    metrics = read_run_metrics(run)
+    require(metrics.get("pipeline") == "rpr_vs_exact", f"{run} is not a run of experiment=rpr_vs_exact")
     return exact_figure(run, metrics, out)

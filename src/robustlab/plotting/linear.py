@@ -25,8 +25,9 @@ from robustlab.plotting.bands import SHARE_BAND, interval, seed_band, seeds_text
 from robustlab.plotting.rpr import finished, job_dirs, notice
 from robustlab.plotting.style import PALETTE, finish, joined, provenance, save_figure, share_band, themed
 from robustlab.runs.layout import ATTACK_CURVE, METRICS, MISCLASSIFIED, WEIGHTS, metrics_path
+from robustlab.runs.schema import read_metrics as read_run_metrics  # older schema versions get today's key names
 
-EXPERIMENT = "linear_robust"
+PIPELINE = "linear_robust"
 FILES = (METRICS, ATTACK_CURVE, WEIGHTS, MISCLASSIFIED)
 CURVES = {"exact_unclipped": "not clipped (the blog's attack)", "exact_clipped": "clipped to [0, 1]"}
 SAMPLE_EPS = np.linspace(0.0, 0.5, 11)  # the columns of the blog's misclassified-samples figure
@@ -70,11 +71,11 @@ def load_job(job: Path) -> LinearRun | None:
         if not (job / needed).is_file():
             notice(f"skipped job {job.name} ({job}): no {needed} (failed or unfinished run)")
             return None
-    metrics = results.read_json(metrics_path(job))
+    metrics = read_run_metrics(job)
     require(
-        metrics.get("experiment") == EXPERIMENT,
-        f"{metrics_path(job)} is from experiment '{metrics.get('experiment', '?')}'; these figures draw runs of "
-        f"experiment={EXPERIMENT}",
+        metrics.get("pipeline") == PIPELINE,
+        f"{metrics_path(job)} is from pipeline '{metrics.get('pipeline', '?')}'; these figures draw runs of "
+        f"experiment={PIPELINE}",
     )
     return LinearRun(job, metrics)
 
@@ -87,7 +88,7 @@ def collect_linear_runs(multirun: str | Path) -> list[LinearRun]:
     runs = [run for run in map(load_job, jobs) if run is not None]
     require(
         len(runs) > 0,
-        f"no finished {EXPERIMENT} runs in {multirun} ({len(jobs)} job folders, none with all of {', '.join(FILES)})",
+        f"no finished {PIPELINE} runs in {multirun} ({len(jobs)} job folders, none with all of {', '.join(FILES)})",
     )
     return sorted(runs, key=lambda r: (r.epsilon, str(r.seed)))
 

@@ -38,6 +38,7 @@ from robustlab.robustness.rpr import RPRResult
 from robustlab.runs import jobs, layout
 from robustlab.runs.discover import job_folders
 from robustlab.runs.layout import metrics_path, rpr_file  # noqa: F401  (rpr_file: imported from here by other plots)
+from robustlab.runs.schema import read_metrics as read_run_metrics  # older schema versions get today's key names
 
 EXAMPLES = layout.RPR_EXAMPLES
 PAIRS = 4  # first-failure pairs in Figure 2
@@ -81,12 +82,12 @@ class Run:
 
 def read_metrics(path: Path) -> dict:
     """A run's metrics.json, checked to hold what the figures read (an RPR run of M)."""
-    metrics = results.read_json(metrics_path(path))
+    metrics = read_run_metrics(path)
     missing = [key for key in ("profile", "data", "perturbation", "max_steps", "M") if key not in metrics]
     require(
         not missing,
-        f"{metrics_path(path)} lacks {', '.join(missing)} (experiment "
-        f"'{metrics.get('experiment', '?')}'); robustlab-plot draws runs of the rpr_retrain pipeline",
+        f"{metrics_path(path)} lacks {', '.join(missing)} (pipeline "
+        f"'{metrics.get('pipeline', '?')}'); robustlab-plot draws runs of the rpr_retrain pipeline",
     )
     return metrics
 

@@ -2,11 +2,11 @@
 
 One module for both uses: ``claims_table`` (the lines the CLI prints after one run: claimed vs this
 run) and ``claims_frame`` (the report's table over the runs of one profile) read claims.yaml through
-``claim_blocks`` / ``experiment_claims`` and select a claim's runs by its ``when`` with the same
+``claim_blocks`` / ``pipeline_claims`` and select a claim's runs by its ``when`` with the same
 number comparison (``_same``).
 
 For the report, the runs of a claim are those in ``reproduce/<profile>/<run_group>/`` of the store
-(``run_group`` is the block's experiment preset, the runs' config ``name``), narrowed by the claim's
+(``run_group`` is the block's run group, the runs' config ``name``), narrowed by the claim's
 ``when``; one run per seed. A row holds the claimed value, the mean over seeds with its 95% Student's t interval
 (n - 1 df), the protocol the runs used, the CI status (claimed value inside the interval or not) and the verdict,
 which is the CI status only when the runs followed the source's protocol (``protocol_check``).
@@ -26,7 +26,7 @@ from robustlab.runs.layout import REPRODUCE
 from robustlab.stats import Interval, empty_interval, t_mean
 
 COLUMNS = [
-    "experiment",
+    "block",  # the claims block of claims.yaml the row comes from
     "claim",
     "key",
     "where",
@@ -51,32 +51,33 @@ def load_claims(path: Path = CLAIMS) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def experiment_claims(experiment: str, claims: dict | None = None) -> dict:
+def pipeline_claims(pipeline: str, claims: dict | None = None) -> dict:
+    """The claims block named after a pipeline: what one run of it is compared with (``claims_table``)."""
     claims = load_claims() if claims is None else claims
-    require(experiment in claims, f"no claims listed for experiment '{experiment}' in {CLAIMS}")
-    return claims[experiment]
+    require(pipeline in claims, f"no claims listed for pipeline '{pipeline}' in {CLAIMS}")
+    return claims[pipeline]
 
 
 def claim_blocks(claims: dict | None = None) -> dict:
     """Every block of claims.yaml, checked for what the claims-vs-results tables need."""
     claims = load_claims() if claims is None else claims
-    require(isinstance(claims, dict) and claims, f"claims file {CLAIMS} lists no experiment blocks")
-    for experiment, block in claims.items():
+    require(isinstance(claims, dict) and claims, f"claims file {CLAIMS} lists no claims blocks")
+    for name, block in claims.items():
         require(
             isinstance(block, dict) and block.get("run_group"),
-            f"claims block '{experiment}' names no run_group (the config name whose runs answer it)",
+            f"claims block '{name}' names no run_group (the config name whose runs answer it)",
         )
         require(
             isinstance(block.get("claims"), list),
-            f"claims block '{experiment}' has no claims list (write `claims: []` if the source states none)",
+            f"claims block '{name}' has no claims list (write `claims: []` if the source states none)",
         )
         require(
             isinstance(block.get("protocol_check") or {}, dict),
-            f"claims block '{experiment}': protocol_check must map metric keys to the source's values",
+            f"claims block '{name}': protocol_check must map metric keys to the source's values",
         )
         for claim in block["claims"]:
             missing = [k for k in ("what", "key", "value", "where") if k not in claim]
-            require(not missing, f"claims block '{experiment}': claim {claim} lacks {', '.join(missing)}")
+            require(not missing, f"claims block '{name}': claim {claim} lacks {', '.join(missing)}")
     return claims
 
 
@@ -112,7 +113,7 @@ def applies(claim: dict, metrics: dict) -> bool:
 def comparison(metrics: dict, claims: dict | None = None, missing_ok: bool = False) -> list[dict]:
     """One row per claim that applies to the run; ``missing_ok`` leaves unmeasured ones as None."""
     rows = []
-    for c in experiment_claims(metrics["experiment"], claims)["claims"]:
+    for c in pipeline_claims(metrics["pipeline"], claims)["claims"]:
         if not applies(c, metrics):
             continue
         value = measured(metrics, c["key"]) if missing_ok else lookup(metrics, c["key"])
@@ -129,7 +130,7 @@ def claims_table(metrics: dict, header: str, source: str = "paper") -> list[str]
     shown = lambda v: NOT_RUN if v is None else f"{v:.4f}"  # noqa: E731
     return [
         f"== {header}",
-        f"   {source} protocol: {experiment_claims(metrics['experiment'])['protocol']}",
+        f"   {source} protocol: {pipeline_claims(metrics['pipeline'])['protocol']}",
         f"   {'claim':<{width}}  {source:>8}  {'this run':>8}  where",
     ] + [f"   {r['claim']:<{width}}  {r['claimed']:>8.4f}  {shown(r['reproduced']):>8}  {r['where']}" for r in rows]
 
@@ -248,11 +249,11 @@ def verdict(status: str, differing: list[str], dataset_differs: str | None = Non
     return f"{status}; dataset differs: {dataset_differs}, sizes match" if dataset_differs else status
 
 
-def claim_row(experiment: str, block: dict, claim: dict, runs: dict[str, dict], profile: str) -> dict:
+def claim_row(name: str, block: dict, claim: dict, runs: dict[str, dict], profile: str) -> dict:
     where = group_path(profile, block["run_group"])
     chosen = answering(claim, runs, where)
     row = {
-        "experiment": experiment,
+        "block": name,
         "claim": claim["what"],
         "key": claim["key"],
         "where": claim["where"],
@@ -290,7 +291,7 @@ def _interval_columns(interval: Interval) -> dict:
 def claims_frame(store: pd.DataFrame, profile: str, claims: dict | None = None) -> pd.DataFrame:
     """One row per claim of every block in claims.yaml, for the runs of ``profile`` in the store."""
     rows = []
-    for experiment, block in claim_blocks(claims).items():
+    for name, block in claim_blocks(claims).items():
         runs = profile_runs(store, profile, block["run_group"])
-        rows += [claim_row(experiment, block, claim, runs, profile) for claim in block["claims"]]
+        rows += [claim_row(name, block, claim, runs, profile) for claim in block["claims"]]
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -129,12 +129,12 @@ def _rel(path: Path, start: Path) -> str:
 
 
 def run_summary(store: pd.DataFrame, profile: str, blocks: dict) -> list[tuple[str, str, int, str]]:
-    """(experiment, run group, finished runs, seeds) per claims block."""
+    """(claims block, run group, finished runs, seeds) per claims block."""
     rows = []
-    for experiment, block in blocks.items():
+    for name, block in blocks.items():
         runs = profile_runs(store, profile, block["run_group"])
         seeds = sorted({int(r["seed"]) for r in runs.values() if pd.notna(r["seed"])})
-        rows.append((experiment, group_path(profile, block["run_group"]), len(runs), ", ".join(map(str, seeds)) or "-"))
+        rows.append((name, group_path(profile, block["run_group"]), len(runs), ", ".join(map(str, seeds)) or "-"))
     return rows
 
 
@@ -146,18 +146,18 @@ def _skipped_in(skipped, root: Path, profile: str) -> list[str]:
 def markdown_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
     root, out, blocks = context["root"], context["out"], context["blocks"]
     lines = [f"## Profile `{profile}`", "", "Runs that answer the claims:", ""]
-    for experiment, group, n, seeds in run_summary(context["store"], profile, blocks):
-        lines.append(f"- `{experiment}`: `{group}`, {_runs(n)} (seeds {seeds})")
+    for name, group, n, seeds in run_summary(context["store"], profile, blocks):
+        lines.append(f"- `{name}`: `{group}`, {_runs(n)} (seeds {seeds})")
     left_out = _skipped_in(context["skipped"], root, profile)
     if left_out:
         lines += ["", "Runs left out (no readable metrics.json; never averaged in):", ""] + [
             f"- `{s}`" for s in left_out
         ]
     lines += ["", "### Claims", "", counts(table) + ".", "", markdown_table(table).rstrip(), ""]
-    for experiment, block in blocks.items():
-        lines.append(f"- Source protocol, `{experiment}` ({block['source']}): {block['protocol']}")
+    for name, block in blocks.items():
+        lines.append(f"- Source protocol, `{name}` ({block['source']}): {block['protocol']}")
         if not block["claims"]:
-            lines.append(f"  - `{experiment}`: the source states no quantitative claim (see paper/claims.yaml).")
+            lines.append(f"  - `{name}`: the source states no quantitative claim (see paper/claims.yaml).")
     lines += retraining_md(context["retraining"][profile])
     # robustlab.report.inherent's sections are top-level ("## ..."); here they sit inside the profile's section
     lines += [line for text in inherent_sections(context["data"], profile) for line in ["", "#" + text.rstrip()]]
@@ -214,8 +214,8 @@ def reproduction_md(tables: dict[str, pd.DataFrame], context: dict) -> str:
 
 def tex_section(profile: str, table: pd.DataFrame, context: dict) -> list[str]:
     lines = [rf"\section{{Results: profile {tex(profile)}}}", r"\begin{itemize}"]
-    for experiment, group, n, seeds in run_summary(context["store"], profile, context["blocks"]):
-        lines.append(rf"\item {tex(experiment)}: run group \texttt{{{tex(group)}}}, {_runs(n)} (seeds {tex(seeds)}).")
+    for name, group, n, seeds in run_summary(context["store"], profile, context["blocks"]):
+        lines.append(rf"\item {tex(name)}: run group \texttt{{{tex(group)}}}, {_runs(n)} (seeds {tex(seeds)}).")
     lines += [
         r"\end{itemize}",
         tex(counts(table)) + ".",
@@ -280,7 +280,7 @@ def report_tex(tables: dict[str, pd.DataFrame], context: dict) -> str:
         r"\section{What is reproduced}",
         r"\begin{itemize}",
     ]
-    for _experiment, block in context["blocks"].items():
+    for block in context["blocks"].values():
         n = len(block["claims"])
         what = f"{n} quantitative claims" if n else "no quantitative claim (the source states none)"
         lines.append(

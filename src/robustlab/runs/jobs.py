@@ -21,7 +21,7 @@ from pathlib import Path
 
 from robustlab.runs.io import write_json
 from robustlab.runs.layout import JOB_MARKER, KEPT_ON_RESTART, METRICS, marker_path
-from robustlab.runs.schema import is_current
+from robustlab.runs.schema import is_versioned
 
 DONE, MISSING, FAILED, STALE, RUNNING = "done", "missing", "failed", "stale", "running"
 FORCE_ENV = "ROBUSTLAB_FORCE"  # 1: every job runs again, whatever its marker says (make reproduce FORCE=1)
@@ -72,8 +72,8 @@ def incomplete(folder: Path, marker: dict) -> str | None:
         metrics = json.loads((folder / METRICS).read_text())
     except (OSError, ValueError):
         return f"{METRICS} is missing or does not parse"
-    if not isinstance(metrics, dict) or not is_current(metrics):
-        return f"{METRICS} has no current schema_version"
+    if not isinstance(metrics, dict) or not is_versioned(metrics):
+        return f"{METRICS} has no valid schema_version"
     return None
 
 

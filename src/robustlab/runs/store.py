@@ -32,8 +32,8 @@ from robustlab.runs.layout import HYDRA_CONFIG, LOG, METRICS
 from robustlab.runs.schema import META_KEYS as SCHEMA_META_KEYS
 from robustlab.runs.schema import check
 
-COLUMNS = ["run_dir", "group", "name", "experiment", "profile", "seed", "metric", "value"]
-META_KEYS = SCHEMA_META_KEYS  # schema_version, experiment, profile, seed, config: columns of their own, not metrics
+COLUMNS = ["run_dir", "group", "name", "pipeline", "profile", "seed", "metric", "value"]
+META_KEYS = SCHEMA_META_KEYS  # schema_version, pipeline, profile, seed, config: columns of their own, not metrics
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def run_rows(run_dir: Path, root: Path) -> list[dict]:
         "run_dir": run_dir.as_posix(),
         "group": group_of(run_dir, root),
         "name": config.get("name"),
-        "experiment": metrics.get("experiment"),
+        "pipeline": metrics.get("pipeline"),
         "profile": metrics.get("profile"),
         "seed": metrics.get("seed", config.get("seed")),
     }
