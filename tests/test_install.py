@@ -31,6 +31,8 @@ def wheel(tmp_path_factory) -> Path:
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
     shutil.copytree(ROOT / "src", source / "src", symlinks=True, ignore=skip)  # src/robustlab/conf stays a symlink
     shutil.copytree(ROOT / "conf", source / "conf", ignore=skip)
+    (source / "paper").mkdir()
+    shutil.copy(ROOT / "paper" / "claims.yaml", source / "paper")  # robustlab/report/claims.yaml links to it
     shutil.copy(ROOT / "pyproject.toml", source)
     proc = run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", source, "-w", tmp / "dist"],
@@ -51,6 +53,13 @@ def test_the_wheel_carries_every_config(wheel):
     expected = {p.relative_to(ROOT / "conf").as_posix(): p.read_bytes() for p in (ROOT / "conf").rglob("*.yaml")}
     assert "config.yaml" in expected and "experiment/rpr_mnist.yaml" in expected
     assert shipped == expected
+
+
+def test_the_wheel_carries_the_claims_a_run_prints(wheel):
+    """The end of every run prints the claims of its pipeline (robustlab.cli.summary_lines): without the file, an
+    installed robustlab would fail each run after its results were written."""
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("robustlab/report/claims.yaml") == (ROOT / "paper" / "claims.yaml").read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +95,18 @@ def test_the_installed_entry_points_work_from_any_folder(venv, tmp_path):
     assert job.returncode == 0, job.stderr[-3000:]
     assert "name: rpr_mnist" in job.stdout and "pipeline: robustlab.pipelines.rpr_retrain.RPRRetrain" in job.stdout
     assert "profile:\n  name: quick" in job.stdout
+
+    claims = run(
+        [
+            venv / "bin" / "python",
+            "-c",
+            "from robustlab.report.claims import CLAIMS, pipeline_claims; "
+            "print(CLAIMS); print(pipeline_claims('rpr_retrain')['run_group'])",
+        ],
+        tmp_path,
+    )
+    path, group = claims.stdout.split()
+    assert Path(path).is_relative_to(venv) and group == "rpr_mnist", claims.stdout + claims.stderr[-3000:]
 
     plot = run([venv / "bin" / "robustlab-plot", "--help"], tmp_path)
     assert plot.returncode == 0 and plot.stdout.startswith("usage: robustlab-plot"), plot.stderr[-3000:]

@@ -43,7 +43,9 @@ COLUMNS = [
 ]
 NOT_RUN = "not run"
 
-CLAIMS = Path(__file__).resolve().parents[3] / "paper" / "claims.yaml"
+# paper/claims.yaml, through the symlink robustlab/report/claims.yaml: in a checkout it resolves to paper/, and the
+# wheel carries the file itself (package data), so an installed robustlab prints a run's claims too.
+CLAIMS = (Path(__file__).parent / "claims.yaml").resolve()
 
 
 def load_claims(path: Path = CLAIMS) -> dict:
