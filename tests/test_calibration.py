@@ -12,6 +12,7 @@ import pytest
 from conftest import compose_config, tiny_run_overrides
 from robustlab.cli import run
 from robustlab.errors import RobustlabError
+import robustlab.plotting.operating_point as op_plot
 from robustlab.plotting.operating_point import plot_operating_point
 from robustlab.robustness.calibration import (
     COLUMNS,
@@ -185,6 +186,23 @@ def test_operating_point_figure_and_crossing_table(op_run, tmp_path):
     assert (band["seeds"] == 2).all()
     crossings = pd.read_csv(tmp_path / "operating_point_crossings.csv")
     assert list(crossings.columns[:4]) == ["curve", "scheme", "param", "seeds"] and len(crossings) == 8
+
+
+def test_operating_point_figure_takes_a_log_axis_per_panel(op_run, tmp_path, monkeypatch):
+    scales = []
+    monkeypatch.setattr(
+        op_plot, "save_figure", lambda fig, out, name: scales.append([a.get_xscale() for a in fig.axes]) or []
+    )
+    plot_operating_point(op_run, tmp_path / "log", log_x="pixels")
+    plot_operating_point(op_run, tmp_path / "linear")
+    assert scales == [["log", "linear", "linear", "linear", "linear"], ["linear"] * 5]  # pixels is the first panel
+    for table in ("operating_point_band.csv", "operating_point_crossings.csv"):  # the numbers do not change
+        assert (tmp_path / "log" / table).read_bytes() == (tmp_path / "linear" / table).read_bytes()
+    with pytest.raises(RobustlabError, match="unknown panel.s. pixel; panels: pixels, gaussian") as error:
+        plot_operating_point(op_run, tmp_path, log_x="pixel")
+    assert "\n" not in str(error.value)
+    with pytest.raises(RobustlabError, match="--log-x gaussian: its grid holds strength 0, which a log axis cannot"):
+        plot_operating_point(op_run, tmp_path, log_x="pixels,gaussian")
 
 
 def test_calibrated_retraining_reads_its_strength_from_the_logged_curves(op_run, tiny_mnist_root, tmp_path):

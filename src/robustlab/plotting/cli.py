@@ -81,6 +81,12 @@ def parser() -> argparse.ArgumentParser:
         "--multirun", required=True, type=Path, help="multirun folder of experiment=operating_point (one job per seed)"
     )
     op.add_argument("--out", required=True, type=Path, help="folder for operating_point.{png,pdf} and its CSVs")
+    op.add_argument(
+        "--log-x",
+        default="",
+        help="comma-separated panels (pixels, gaussian, ...) drawn on a log strength axis, for grids that span "
+        "decades (Fashion-MNIST's k from 1 to 784); default: none",
+    )
     inherent = sub.add_parser(
         "inherent",
         help="per-point agreement across models, hardest points, per class, from a run of experiment=rpr_inherent",
@@ -132,7 +138,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if args.command == "operating-point":
         from robustlab.plotting.operating_point import plot_operating_point
 
-        return plot_operating_point(args.multirun, args.out)
+        return plot_operating_point(args.multirun, args.out, log_x=args.log_x)
     if args.command in ("inherent", "rpr-vs-exact"):
         from robustlab.plotting.inherent import plot_inherent, plot_rpr_vs_exact
 

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from robustlab import results
+from robustlab.errors import require
 from robustlab.plotting.bands import SHARE_BAND, interval
 from robustlab.plotting.style import PALETTE, finish, save_figure, share_band, themed
 from robustlab.robustness.calibration import PAPER_TARGETS, crossing_table, load_results
@@ -52,8 +53,19 @@ def band_rows(frame) -> list[dict]:
     return rows
 
 
+def log_panels(log_x: str, rows: list[dict]) -> set[str]:
+    """The panels named in ``log_x`` (comma-separated), checked: known panels whose strengths are all positive."""
+    wanted = {s.strip() for s in log_x.split(",") if s.strip()}
+    unknown = sorted(wanted - set(PANELS))
+    require(not unknown, f"--log-x names unknown panel(s) {', '.join(unknown)}; panels: {', '.join(PANELS)}")
+    for scheme in sorted(wanted):
+        low = min((r["strength"] for r in rows if r["scheme"] == scheme), default=1.0)
+        require(low > 0, f"--log-x {scheme}: its grid holds strength {low:g}, which a log axis cannot show")
+    return wanted
+
+
 @themed
-def draw(rows: list[dict], frame, out_dir: Path, name: str) -> list[Path]:
+def draw(rows: list[dict], frame, out_dir: Path, name: str, log_x: frozenset[str] = frozenset()) -> list[Path]:
     schemes = [s for s in PANELS if any(r["scheme"] == s for r in rows)]
     fig, axes = plt.subplots(1, len(schemes), figsize=(3.3 * len(schemes), 3.9), squeeze=False, sharey=True)
     for ax, scheme in zip(axes[0], schemes, strict=True):
@@ -72,7 +84,9 @@ def draw(rows: list[dict], frame, out_dir: Path, name: str) -> list[Path]:
         for split, target in PAPER_TARGETS.items():
             ax.axhline(target, color="0.3", lw=0.8, ls=":" if split == "train" else "-.")
         ax.set_title(PANELS[scheme], fontsize=8)
-        ax.set_xlabel("strength")
+        ax.set_xlabel("strength (log scale)" if scheme in log_x else "strength")
+        if scheme in log_x:
+            ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=6, loc="upper right")  # the curves fall from the upper left: that corner is free
     axes[0][0].set_ylabel("robust ratio of M")
@@ -91,11 +105,14 @@ def draw(rows: list[dict], frame, out_dir: Path, name: str) -> list[Path]:
     return save_figure(fig, out_dir, name)
 
 
-def plot_operating_point(multirun: str | Path, out_dir: str | Path, name: str = "operating_point") -> list[Path]:
-    """The figure (PNG, PDF), its bands (``name``_band.csv) and crossings (``name``_crossings.csv)."""
+def plot_operating_point(
+    multirun: str | Path, out_dir: str | Path, name: str = "operating_point", log_x: str = ""
+) -> list[Path]:
+    """The figure (PNG, PDF), its bands (``name``_band.csv) and crossings (``name``_crossings.csv); the panels in
+    ``log_x`` (comma-separated scheme names) get a log strength axis."""
     frame, out_dir = load_results(Path(multirun)), Path(out_dir)
     rows = band_rows(frame)
-    written = draw(rows, frame, out_dir, name)
+    written = draw(rows, frame, out_dir, name, frozenset(log_panels(log_x, rows)))
     written.append(results.write_table(out_dir / f"{name}_band.csv", {c: [r[c] for r in rows] for c in BAND_COLUMNS}))
     table = crossing_table(frame)
     written.append(
