@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import robustlab.plotting.operating_point as op_plot
 from conftest import compose_config, tiny_run_overrides
 from robustlab.cli import run
 from robustlab.errors import RobustlabError
-import robustlab.plotting.operating_point as op_plot
 from robustlab.plotting.operating_point import plot_operating_point
 from robustlab.robustness.calibration import (
     COLUMNS,
