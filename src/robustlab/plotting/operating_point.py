@@ -86,9 +86,9 @@ def draw(rows: list[dict], frame, out_dir: Path, name: str, log_x: frozenset[str
             ax.axhline(target, color="0.3", lw=0.8, ls=":" if split == "train" else "-.")
         ax.set_title(PANELS[scheme], fontsize=8)
         ax.set_xlabel("strength (log scale)" if scheme in log_x else "strength")
-        if scheme in log_x:  # ticks at 1, 2, 5 per decade, labelled as plain numbers (20, 50, 100), no minor labels
+        if scheme in log_x:  # ticks at 1 and 3 per decade, labelled as plain numbers (10, 30, 100), no minor labels
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(-0.02, 1.02)
