@@ -54,9 +54,9 @@ def band_rows(frame) -> list[dict]:
     return rows
 
 
-def log_panels(log_x: str, rows: list[dict]) -> set[str]:
+def log_panels(log_x: str, rows: list[dict]) -> frozenset[str]:
     """The panels named in ``log_x`` (comma-separated), checked: known panels whose strengths are all positive."""
-    wanted = {s.strip() for s in log_x.split(",") if s.strip()}
+    wanted = frozenset(s.strip() for s in log_x.split(",") if s.strip())
     unknown = sorted(wanted - set(PANELS))
     require(not unknown, f"--log-x names unknown panel(s) {', '.join(unknown)}; panels: {', '.join(PANELS)}")
     for scheme in sorted(wanted):
@@ -116,7 +116,7 @@ def plot_operating_point(
     ``log_x`` (comma-separated scheme names) get a log strength axis."""
     frame, out_dir = load_results(Path(multirun)), Path(out_dir)
     rows = band_rows(frame)
-    written = draw(rows, frame, out_dir, name, frozenset(log_panels(log_x, rows)))
+    written = draw(rows, frame, out_dir, name, log_panels(log_x, rows))
     written.append(results.write_table(out_dir / f"{name}_band.csv", {c: [r[c] for r in rows] for c in BAND_COLUMNS}))
     table = crossing_table(frame)
     written.append(
