@@ -225,6 +225,9 @@ def test_fashion_operating_points_come_before_the_fashion_tables_where_measured(
     assert titles[0] == "Operating point: where M's curves cross the paper's numbers"
     assert titles[fashion + 1] == "Does robust-subset retraining help? Fashion-MNIST, rpr_fashion"
     crossing = retraining_section(root, "paper")[fashion].rows[0][2]
+    caption = retraining_section(root, "paper")[fashion].caption  # test curves only: no curve crosses both targets
+    assert caption.endswith("No curve crosses both targets within the measured strengths, so whether one strength "
+                            "gives both is not shown.") and ". ." not in caption  # fmt: skip
     assert crossing == f"{0.1 + 0.2 * (0.6 - 0.2957) / 0.4:.4g}"  # Fashion's own curve, not MNIST's
     (root / "reproduce" / "paper" / "operating_point_fashion" / "seed_0" / RESULTS).unlink()
     assert not any("Fashion-MNIST:" in t for t in (x.title for x in retraining_section(root, "paper")))

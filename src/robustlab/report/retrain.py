@@ -218,6 +218,11 @@ def operating_points(root: Path, profile: str, group: str = "operating_point", d
                 f"there {num(r['train_at_test_crossing'])}; train {PAPER_TARGETS['train']} at "
                 f"{_strength(r['train_crossing'])}, test ratio there {num(r['test_at_train_crossing'])})"
             )
+    if not sentences:  # whether one strength meets both numbers needs a curve that crosses both
+        sentences = [
+            "No curve crosses both targets within the measured strengths, "
+            "so whether one strength gives both is not shown"
+        ]
     caption = (
         "Crossings of the mean curve over seeds, interpolated between measured strengths ('-': not crossed within "
         f"them). A ratio within {TOLERANCE} of the paper's counts as meeting it. " + "; ".join(sentences) + "."
