@@ -220,12 +220,13 @@ def test_fashion_operating_points_come_before_the_fashion_tables_where_measured(
             for s, r in zip([0.1, 0.3, 0.5], falls, strict=True)
         ]  # fmt: skip
         pd.DataFrame(rows, columns=COLUMNS).to_csv(job / RESULTS, index=False)
-    titles = [t.title for t in retraining_section(root, "paper")]
+    section = retraining_section(root, "paper")
+    titles = [t.title for t in section]
     fashion = titles.index("Operating point on Fashion-MNIST: where M's curves cross the paper's numbers")
     assert titles[0] == "Operating point: where M's curves cross the paper's numbers"
     assert titles[fashion + 1] == "Does robust-subset retraining help? Fashion-MNIST, rpr_fashion"
-    crossing = retraining_section(root, "paper")[fashion].rows[0][2]
-    caption = retraining_section(root, "paper")[fashion].caption  # test curves only: no curve crosses both targets
+    crossing = section[fashion].rows[0][2]
+    caption = section[fashion].caption  # test curves only: no curve crosses both targets
     assert caption.endswith("No curve crosses both targets within the measured strengths, so whether one strength "
                             "gives both is not shown.") and ". ." not in caption  # fmt: skip
     assert crossing == f"{0.1 + 0.2 * (0.6 - 0.2957) / 0.4:.4g}"  # Fashion's own curve, not MNIST's
